@@ -1,0 +1,19 @@
+"""CPU backend: the kernel bodies compiled with ``njit`` (cached, GIL released).
+
+The same names as ``kernels/gpu.py``; pick a backend by module, never by suffix.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from kernels import framing as _framing
+from kernels import itch as _itch
+
+_jit = njit(cache=True, nogil=True)
+
+decode_batch = _jit(_itch.decode_batch)
+index_pcap = _jit(_framing.index_pcap)
+index_pcapng = _jit(_framing.index_pcapng)
+index_binaryfile = _jit(_framing.index_binaryfile)
+split_mold = _jit(_framing.split_mold)

@@ -1,0 +1,1 @@
+"""Orchestration: configuration, stages, the run loop and the ``hftbot`` command."""

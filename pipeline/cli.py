@@ -1,0 +1,103 @@
+"""``hftbot``: the command line.
+
+  hftbot run [hydra overrides...]     the pipeline (Hydra app; ``--config-name NAME`` picks conf/NAME.yaml)
+  hftbot decode FILE                  ITCH 5.0 messages of a pcap / pcapng / BinaryFILE as JSON lines
+  hftbot generate OUT                 write a synthetic ITCH feed (pcap or BinaryFILE)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kernels import cpu
+from replay.capture import CaptureError, CaptureReader
+from replay.render import event_json
+from replay.report import feed_summary, truncation_line
+from pipeline.stages import DecodeStage
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        reader = CaptureReader(args.file, filters=args.filter or (), chunk_bytes=args.chunk_bytes)
+    except (CaptureError, FileNotFoundError, ValueError) as exc:
+        print(f"hftbot decode: error: {exc}", file=sys.stderr)
+        return 2
+    decode = DecodeStage(cpu, capacity=reader.chunk_bytes // 3 + 1, stats=reader.stats)
+    want = set(args.types.split(",")) if args.types else None
+    out = sys.stdout
+    printed = 0
+    try:
+        for batch in reader:
+            table = decode(batch)
+            sessions = reader.sessions() if reader.format != "itch" else None
+            for rec in table.to_records():
+                if want and chr(rec["kind"]) not in want:
+                    continue
+                out.write(json.dumps(event_json(rec, sessions)) + "\n")
+                printed += 1
+                if args.limit and printed >= args.limit:
+                    raise StopIteration
+    except StopIteration:
+        pass
+    except BrokenPipeError:  # `hftbot decode x | head`
+        sys.stderr.close()
+        return 0
+    f = feed_summary(reader.stats)
+    print(f"hftbot decode: {reader.format}, {f['decoded']} messages decoded of {f['messages_in']} "
+          f"blocks; gaps {f['gaps']} ({f['gap_messages']} messages), duplicates {f['duplicate_messages']}",
+          file=sys.stderr)
+    for name, count in f["problems"].items():
+        print(f"hftbot decode: skipped {name}: {count}", file=sys.stderr)
+    if reader.trailing_bytes:
+        print(f"hftbot decode: truncated: {truncation_line(f['decoded'], reader.trailing_bytes)}"
+              + (f" ({reader.error})" if reader.error else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from replay.generator import generate
+
+    summary = generate(args.out, fmt=args.fmt, n_messages=args.messages, n_symbols=args.symbols,
+                       seed=args.seed)
+    print(json.dumps(summary.__dict__ if hasattr(summary, "__dict__") else summary, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hftbot", description="GPU-resident ITCH-to-FIX trading pipeline")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run the pipeline (Hydra app: overrides follow, e.g. feed.path=x.pcap)",
+                   add_help=False)
+    d = sub.add_parser("decode", help="print the ITCH 5.0 messages of a capture as JSON lines")
+    d.add_argument("file", help="pcap, pcapng or Nasdaq BinaryFILE (.itch), optionally gzip-compressed")
+    d.add_argument("--filter", action="append", metavar="GROUP:PORT",
+                   help="only UDP to this destination (repeatable; default: all UDP)")
+    d.add_argument("--types", help="only these message types, e.g. A,F,U")
+    d.add_argument("--limit", type=int, default=0, help="stop after N messages")
+    d.add_argument("--chunk-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
+    d.set_defaults(func=cmd_decode)
+    g = sub.add_parser("generate", help="write a deterministic synthetic ITCH 5.0 feed")
+    g.add_argument("out")
+    g.add_argument("--fmt", choices=("pcap", "itch"), default="pcap")
+    g.add_argument("--messages", type=int, default=1_000_000)
+    g.add_argument("--symbols", type=int, default=64)
+    g.add_argument("--seed", type=int, default=1)
+    g.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        from pipeline.app import run_cli
+
+        run_cli(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

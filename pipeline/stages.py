@@ -1,0 +1,33 @@
+"""Pipeline stages. A stage owns its preallocated output and calls one backend's kernels.
+
+Replay and live differ only in where frames come from: every stage after the frame source is
+the same object in both modes.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from kernels.events import EventTable
+from replay.capture import MessageBatch
+
+
+class DecodeStage:
+    """Message blocks -> event table (ITCH 5.0 decode). Backends: cpu, cuda."""
+
+    accepts = MessageBatch
+    produces = EventTable
+    backends = ("cpu", "cuda")
+
+    def __init__(self, backend: ModuleType, capacity: int, stats):
+        self.k = backend
+        self.table = EventTable(capacity)
+        self.stats = stats
+
+    def __call__(self, batch: MessageBatch) -> EventTable:
+        t = self.table
+        if batch.n > t.capacity:
+            raise RuntimeError(f"batch of {batch.n} messages exceeds the event table ({t.capacity})")
+        t.n = int(self.k.decode_batch(batch.buf, batch.off, batch.length, batch.seq, batch.sess,
+                                      batch.rx, batch.n, 0, *t.columns(), self.stats))
+        return t
