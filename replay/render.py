@@ -12,6 +12,10 @@ from typing import Any
 from kernels.itch_spec import MESSAGES
 
 
+def _mask(size: int) -> int:
+    return (1 << (8 * size)) - 1
+
+
 def _field_getters(fields: tuple) -> list:
     getters = []
     for name, _off, size, kind, col, slot in fields:
@@ -22,10 +26,10 @@ def _field_getters(fields: tuple) -> list:
                 getters.append((name, lambda r: chr(int(r["side"]))))
             else:  # alpha slots
                 getters.append((name, lambda r, s=slot, w=size: bytes(r["alpha"][s:s + w]).decode("latin-1")))
-        elif slot is not None:
-            getters.append((name, lambda r, c=col, s=slot: int(r[c][s])))
+        elif slot is not None:  # 8-byte unsigned fields kept in int64 slots: reinterpret
+            getters.append((name, lambda r, c=col, s=slot, m=_mask(size): int(r[c][s]) & m))
         else:
-            getters.append((name, lambda r, c=col: int(r[c])))
+            getters.append((name, lambda r, c=col, m=_mask(size): int(r[c]) & m))
     return getters
 
 
