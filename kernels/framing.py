@@ -25,6 +25,7 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_LINUX_SLL2 = 276
 
+SEQ_LIMIT = np.uint64(1 << 62)  # MoldUDP64 sequence numbers at or above are corrupt
 MAX_RECORD = 262144 + 65536  # larger captured lengths mean a corrupt record header
 
 # status returned with the position
@@ -145,21 +146,37 @@ def index_pcap(buf, pos, end, little, ts_ns_per_unit, linktype, filt_ip, filt_po
 
 @register_jitable
 def _pcapng_ts(high, low, res_kind, res_val):
-    ticks = (high << 32) | low
+    """Timestamp ticks -> ns since epoch; 0 when a (corrupt) value is beyond year 2255."""
+    ticks = (high << 32) | low  # high < 2**32: may wrap negative for corrupt input
+    if ticks < 0:
+        return 0
     if res_kind == 0:  # 10^-res_val seconds per tick
+        unit = 1
+        for _ in range(min(res_val, 18)):
+            unit *= 10
+        sec = ticks // unit
+        frac = ticks - sec * unit
+        if sec > 9_000_000_000:
+            return 0
         if res_val <= 9:
-            mult = 1
+            scale = 1
             for _ in range(9 - res_val):
-                mult *= 10
-            return ticks * mult
-        div = 1
-        for _ in range(res_val - 9):
-            div *= 10
-        return ticks // div
+                scale *= 10
+            return sec * 1000000000 + frac * scale
+        down = 1
+        for _ in range(min(res_val, 18) - 9):
+            down *= 10
+        return sec * 1000000000 + frac // down
     # 2^-res_val seconds per tick
-    sec = ticks >> res_val
-    frac = ticks & ((np.int64(1) << res_val) - 1)
-    return sec * 1000000000 + ((frac * 1000000000) >> res_val)
+    shift = min(res_val, 62)
+    sec = ticks >> shift
+    frac = ticks & ((np.int64(1) << shift) - 1)
+    if sec > 9_000_000_000:
+        return 0
+    if shift > 32:  # keep frac * 1e9 inside int64
+        frac >>= shift - 32
+        shift = 32
+    return sec * 1000000000 + ((frac * 1000000000) >> shift)
 
 
 def index_pcapng(buf, pos, end, state, if_link, if_res_kind, if_res_val, filt_ip, filt_port,
@@ -296,6 +313,9 @@ def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
                 break
         seq = rd_u64(buf, p + 10)
         count = rd_u16(buf, p + 18)
+        if seq >= SEQ_LIMIT:  # no real feed gets near: a corrupt header, not a 2**63 gap
+            stats[S.MOLD_BAD_SEQUENCE] += 1
+            continue
         if s < 0:
             if n_sess[0] >= max_sess:
                 stats[S.MOLD_TOO_MANY_SESSIONS] += 1

@@ -37,6 +37,7 @@ MOLD_DUP_MESSAGES = 278   # messages already seen (dropped)
 MOLD_UNSEQUENCED = 279    # packets with sequence number 0 (scrubbed captures): no gap checks
 MOLD_TOO_MANY_SESSIONS = 280
 MOLD_EMPTY_MESSAGE = 281  # zero-length message block
+MOLD_BAD_SEQUENCE = 282   # sequence number >= 2**62: corrupt header, packet skipped
 # ITCH
 MESSAGES_IN = 290         # message blocks handed to decode
 DECODED = 291
@@ -63,6 +64,7 @@ PROBLEMS = {
     "mold_trailing_bytes": MOLD_TRAILING,
     "mold_too_many_sessions": MOLD_TOO_MANY_SESSIONS,
     "empty_message": MOLD_EMPTY_MESSAGE,
+    "mold_bad_sequence": MOLD_BAD_SEQUENCE,
     "unknown_type": UNKNOWN_TYPE,
     "bad_length": BAD_LENGTH,
     "bytes_after_end_of_session": AFTER_END_OF_SESSION,

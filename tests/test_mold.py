@@ -100,3 +100,10 @@ def test_sequence_state_persists_across_calls(backend):
     _, _, _, state, _ = split(backend, [mold(b"S1", 1, msgs(1, 3))])
     seqs, _, st, _, _ = split(backend, [mold(b"S1", 3, msgs(3, 2))], state=state)
     assert seqs == [4] and st[S.MOLD_DUP_MESSAGES] == 1
+
+
+def test_absurd_sequence_numbers_are_corrupt_headers_not_huge_gaps(backend):
+    seqs, _, st, _, _ = split(backend, [mold(b"S1", 7, msgs(1, 1)), mold(b"S1", 2**64 - 2, msgs(2, 4)),
+                                        mold(b"S1", 2**63 + 5, msgs(6, 1)), mold(b"S1", 8, msgs(7, 1))])
+    assert seqs == [7, 8]
+    assert st[S.MOLD_BAD_SEQUENCE] == 2 and st[S.MOLD_GAPS] == 0
