@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.backends import BackendError
 from pipeline.config import ConfigError, register
+from replay.capture import CaptureError
 from pipeline.run import run
 
 register()
-log = logging.getLogger("hftbot")
+#: the Hydra config root, conf/ at the top of the repository (the package is installed editable)
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-@hydra.main(config_path="../conf", config_name="replay", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="replay", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run(cfg, out_dir=out_dir, log=print)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, BackendError, CaptureError, FileNotFoundError, OmegaConfBaseException) as exc:
         print(f"hftbot: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

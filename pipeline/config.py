@@ -39,7 +39,8 @@ class SampleConf:
 
 @dataclass
 class FeedConf:
-    path: Optional[str] = None          # pcap, pcapng or BinaryFILE; null = generated sample
+    source: str = "sample"              # sample (generated unless path is given) | capture (path required)
+    path: Optional[str] = None          # pcap, pcapng or BinaryFILE (gzip ok)
     filters: list[str] = field(default_factory=list)  # "group:port"; empty = all UDP
     chunk_bytes: int = 4 << 20
     max_sessions: int = 64
@@ -75,6 +76,9 @@ def validate(cfg: DictConfig) -> None:
     """Check values the schema's types cannot: ranges, choices, formats."""
     _need(cfg.backend.name in ("cpu", "cuda"), "backend.name", "must be 'cpu' or 'cuda'", cfg.backend.name)
     f = cfg.feed
+    _need(f.source in ("sample", "capture"), "feed.source", "must be 'sample' or 'capture'", f.source)
+    _need(f.source != "capture" or bool(f.path), "feed.path", "a capture file is required when "
+          "feed.source=capture (feed.path=/path/to/file.pcap)", f.path)
     _need(f.chunk_bytes >= MIN_CHUNK, "feed.chunk_bytes", f"must be >= {MIN_CHUNK}", f.chunk_bytes)
     _need(f.chunk_bytes <= 1 << 30, "feed.chunk_bytes", "must be <= 1 GiB", f.chunk_bytes)
     _need(1 <= f.max_sessions <= 65535, "feed.max_sessions", "must be in 1..65535", f.max_sessions)
