@@ -1,0 +1,87 @@
+"""``make bench``: every figure next to a peer measured in the same run, as a ratio.
+
+  python -m bench [--messages N] [--repeat R]
+
+Prints the machine, then one table per stage. Results also go to .cache/bench/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+
+from bench import decode
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "bench"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+
+    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, "
+            f"numba {numba.__version__}, no GPU" if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" else "")
+
+
+def inputs(n: int, seed: int = 11) -> dict[str, Path]:
+    from replay.generator import generate
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for fmt in ("itch", "pcap"):
+        path = CACHE / f"bench-{n}-seed{seed}.{fmt}"
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            print(f"generating {path.name} ({n:,} messages) ...", flush=True)
+            generate(tmp, fmt=fmt, n_messages=n, n_symbols=500, seed=seed)
+            tmp.replace(path)
+        out[fmt] = path
+    return out
+
+
+def row(r: dict, peer: dict | None) -> str:
+    if "error" in r:
+        return f"  {r['name']:<18} error: {r['error'].splitlines()[-1] if r['error'] else '?'}"
+    ratio = ""
+    if peer and "error" not in peer and peer["msgs_per_s"]:
+        ratio = f"{r['msgs_per_s'] / peer['msgs_per_s']:6.2f}x"
+    return (f"  {r['name']:<18} {r['msgs_per_s'] / 1e6:8.1f} M msg/s  {r['messages']:>12,} msgs  "
+            f"{r['best_s']:7.3f} s  peak RSS {r['rss_peak_mb']:7.0f} MB  {ratio:>8}  {r['what']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--messages", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"hftbot bench  {when}\nmachine       {machine()}\n")
+    files = inputs(args.messages)
+    results: dict[str, dict] = {}
+    print(f"decode: generated feed, {args.messages:,} messages, one core, best of {args.repeat}; "
+          "ratio = ours / itchcpp C++ parse (no output)")
+    for name, path in (("itchcpp.scan", files["itch"]), ("ours.itch", files["itch"]),
+                       ("ours.pcap", files["pcap"]), ("ours.stream", files["pcap"]),
+                       ("itchcpp.parse", files["itch"])):
+        results[name] = decode.measure(name, path, args.repeat)
+        print(row(results[name], results.get("itchcpp.scan") if name != "itchcpp.scan" else None), flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "latest.json").write_text(json.dumps({"when": when, "machine": machine(), "results": results},
+                                                  indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
