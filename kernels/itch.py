@@ -28,77 +28,10 @@ OK = 0  # decode_message result for a decoded row; otherwise the stats slot of t
 
 
 @register_jitable
-def decode_message(buf, off, length, mseq, msess, mrx, row,
-                   kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
-                   price, match, stock, aux, alpha):
-    """Decode the ITCH block ``buf[off:off+length]`` into ``row``.
-
-    Returns ``OK`` or the stats slot of the reason it was skipped (unknown type, bad length);
-    a skipped row is left with ``kind = 0``.
-    """
-    if length < 1:
-        kind[row] = 0
-        return S.MOLD_EMPTY_MESSAGE
-    t = np.int64(buf[off])
-    expected = MESSAGE_LENGTH[t]
-    if expected == 0:
-        kind[row] = 0
-        return S.UNKNOWN_TYPE
-    if length != expected:
-        kind[row] = 0
-        return S.BAD_LENGTH
-    kind[row] = t
-    locate[row] = rd_u16(buf, off + 1)
-    tracking[row] = rd_u16(buf, off + 3)
-    ts[row] = rd_u48(buf, off + 5)
-    seq[row] = mseq
-    sess[row] = msess
-    rx[row] = mrx
-    side[row] = 0
-    mpid[row] = 0
-    ref[row] = 0
-    new_ref[row] = 0
-    shares[row] = 0
-    price[row] = 0
-    match[row] = 0
-    stock[row] = 0
-    o = off
-    if t == 65 or t == 70:  # 'A' add order, 'F' add order with attribution
-        ref[row] = rd_u64(buf, o + 11)
-        side[row] = buf[o + 19]
-        shares[row] = rd_u32(buf, o + 20)
-        stock[row] = rd_u64(buf, o + 24)
-        price[row] = rd_u32(buf, o + 32)
-        if t == 70:
-            mpid[row] = rd_u32(buf, o + 36)
-    elif t == 68:  # 'D' delete
-        ref[row] = rd_u64(buf, o + 11)
-    elif t == 85:  # 'U' replace
-        ref[row] = rd_u64(buf, o + 11)
-        new_ref[row] = rd_u64(buf, o + 19)
-        shares[row] = rd_u32(buf, o + 27)
-        price[row] = rd_u32(buf, o + 31)
-    elif t == 69:  # 'E' executed
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-        match[row] = rd_u64(buf, o + 23)
-    elif t == 88:  # 'X' cancel
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-    elif t == 67:  # 'C' executed with price
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-        match[row] = rd_u64(buf, o + 23)
-        alpha[row, 0] = buf[o + 31]
-        price[row] = rd_u32(buf, o + 32)
-    elif t == 80:  # 'P' trade (non-cross)
-        ref[row] = rd_u64(buf, o + 11)
-        side[row] = buf[o + 19]
-        shares[row] = rd_u32(buf, o + 20)
-        stock[row] = rd_u64(buf, o + 24)
-        price[row] = rd_u32(buf, o + 32)
-        match[row] = rd_u64(buf, o + 36)
-    elif t == 81:  # 'Q' cross trade
+def decode_rare(buf, o, t, row, shares, price, match, stock, mpid, aux, alpha):
+    """The rarely seen types (well under 1% of a day's messages): kept out of line so the hot
+    types inline into the decode loop without the compile time of the whole switch."""
+    if t == 81:  # 'Q' cross trade
         shares[row] = np.int64(rd_u64(buf, o + 11))
         stock[row] = rd_u64(buf, o + 19)
         price[row] = rd_u32(buf, o + 27)
@@ -184,6 +117,81 @@ def decode_message(buf, off, length, mseq, msess, mrx, row,
         aux[row, 2] = np.int64(rd_u64(buf, o + 32))
         aux[row, 3] = rd_u32(buf, o + 40)
         aux[row, 4] = rd_u32(buf, o + 44)
+
+
+@register_jitable(inline="always")
+def decode_message(buf, off, length, mseq, msess, mrx, row,
+                   kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
+                   price, match, stock, aux, alpha):
+    """Decode the ITCH block ``buf[off:off+length]`` into ``row``.
+
+    Returns ``OK`` or the stats slot of the reason it was skipped (unknown type, bad length);
+    a skipped row is left with ``kind = 0``.
+    """
+    if length < 1:
+        kind[row] = 0
+        return S.MOLD_EMPTY_MESSAGE
+    t = np.int64(buf[off])
+    expected = MESSAGE_LENGTH[t]
+    if expected == 0:
+        kind[row] = 0
+        return S.UNKNOWN_TYPE
+    if length != expected:
+        kind[row] = 0
+        return S.BAD_LENGTH
+    kind[row] = t
+    locate[row] = rd_u16(buf, off + 1)
+    tracking[row] = rd_u16(buf, off + 3)
+    ts[row] = rd_u48(buf, off + 5)
+    seq[row] = mseq
+    sess[row] = msess
+    rx[row] = mrx
+    side[row] = 0
+    mpid[row] = 0
+    ref[row] = 0
+    new_ref[row] = 0
+    shares[row] = 0
+    price[row] = 0
+    match[row] = 0
+    stock[row] = 0
+    o = off
+    if t == 65 or t == 70:  # 'A' add order, 'F' add order with attribution
+        ref[row] = rd_u64(buf, o + 11)
+        side[row] = buf[o + 19]
+        shares[row] = rd_u32(buf, o + 20)
+        stock[row] = rd_u64(buf, o + 24)
+        price[row] = rd_u32(buf, o + 32)
+        if t == 70:
+            mpid[row] = rd_u32(buf, o + 36)
+    elif t == 68:  # 'D' delete
+        ref[row] = rd_u64(buf, o + 11)
+    elif t == 85:  # 'U' replace
+        ref[row] = rd_u64(buf, o + 11)
+        new_ref[row] = rd_u64(buf, o + 19)
+        shares[row] = rd_u32(buf, o + 27)
+        price[row] = rd_u32(buf, o + 31)
+    elif t == 69:  # 'E' executed
+        ref[row] = rd_u64(buf, o + 11)
+        shares[row] = rd_u32(buf, o + 19)
+        match[row] = rd_u64(buf, o + 23)
+    elif t == 88:  # 'X' cancel
+        ref[row] = rd_u64(buf, o + 11)
+        shares[row] = rd_u32(buf, o + 19)
+    elif t == 67:  # 'C' executed with price
+        ref[row] = rd_u64(buf, o + 11)
+        shares[row] = rd_u32(buf, o + 19)
+        match[row] = rd_u64(buf, o + 23)
+        alpha[row, 0] = buf[o + 31]
+        price[row] = rd_u32(buf, o + 32)
+    elif t == 80:  # 'P' trade (non-cross)
+        ref[row] = rd_u64(buf, o + 11)
+        side[row] = buf[o + 19]
+        shares[row] = rd_u32(buf, o + 20)
+        stock[row] = rd_u64(buf, o + 24)
+        price[row] = rd_u32(buf, o + 32)
+        match[row] = rd_u64(buf, o + 36)
+    else:
+        decode_rare(buf, o, t, row, shares, price, match, stock, mpid, aux, alpha)
     return OK
 
 
