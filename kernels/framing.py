@@ -278,7 +278,7 @@ def index_pcapng(buf, pos, end, state, if_link, if_res_kind, if_res_val, filt_ip
     return n, pos, MORE
 
 
-def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
+def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
     """Split MoldUDP64 packets into message blocks, tracking sequence numbers per session.
 
@@ -286,16 +286,22 @@ def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
     next expected sequence number of each; ``n_sess[0]`` how many are in use. A message whose
     sequence number is below the expected one is a duplicate and is dropped; one above it
     records a gap. Sequence number 0 marks a scrubbed capture: delivered without checks.
-    ``msg_*`` must hold at least ``sum(pay_len) // 3`` rows (a block is at least 3 bytes).
-    Returns the number of message blocks written, or ``-1`` if the outputs were too small.
+    Packets ``first .. n_pay-1`` are split; it stops before a packet whose declared message
+    count would not fit in ``msg_*`` (at least 65535 rows, so one packet always fits).
+    Returns ``(messages written, index of the next packet to split)``; ``(-1, i)`` if the
+    outputs were too small for a single packet.
     """
     m = 0
     cap = msg_off.shape[0]
     max_sess = sess_id.shape[0]
-    for i in range(n_pay):
+    for i in range(first, n_pay):
         p = pay_off[i]
         plen = pay_len[i]
         end = p + plen
+        if plen >= 20 and m > 0:
+            declared = rd_u16(buf, p + 18)
+            if declared != 0xFFFF and m + declared > cap:
+                return m, i
         stats[S.MOLD_PACKETS] += 1
         if plen < 20:
             stats[S.MOLD_SHORT] += 1
@@ -366,7 +372,7 @@ def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
                 stats[S.MOLD_EMPTY_MESSAGE] += 1
                 continue
             if m >= cap:
-                return -1
+                return -1, i
             msg_off[m] = o2
             msg_len[m] = blen
             msg_seq[m] = mseq
@@ -377,7 +383,7 @@ def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
             stats[S.MOLD_TRUNCATED] += 1
         elif o < end:
             stats[S.MOLD_TRAILING] += 1
-    return m
+    return m, n_pay
 
 
 def index_binaryfile(buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):

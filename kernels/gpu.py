@@ -79,11 +79,13 @@ def _index_binaryfile_kernel(buf, pos, end, next_seq, msg_off, msg_len, msg_seq,
 
 
 @cuda.jit
-def _split_mold_kernel(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
+def _split_mold_kernel(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                        msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats, out):
     if cuda.grid(1) == 0:
-        out[0] = _split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
+        m, nxt = _split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                              msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats)
+        out[0] = m
+        out[1] = nxt
 
 
 def _run_single(kernel, args: tuple, outputs: tuple[int, ...]) -> np.ndarray:
@@ -118,12 +120,12 @@ def index_binaryfile(buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_ses
     return int(r[0]), int(r[1]), int(r[2])
 
 
-def split_mold(buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
+def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
-    args = (buf, pay_off, pay_len, pay_rx, n_pay, sess_id, sess_next, n_sess,
+    args = (buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
             msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats)
-    r = _run_single(_split_mold_kernel, args, (5, 6, 7, 8, 9, 10, 11, 12, 13))
-    return int(r[0])
+    r = _run_single(_split_mold_kernel, args, (6, 7, 8, 9, 10, 11, 12, 13, 14))
+    return int(r[0]), int(r[1])
 
 
 def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,

@@ -24,7 +24,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except (CaptureError, FileNotFoundError, ValueError) as exc:
         print(f"hftbot decode: error: {exc}", file=sys.stderr)
         return 2
-    decode = DecodeStage(cpu, capacity=reader.chunk_bytes // 3 + 1, stats=reader.stats)
+    decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
     want = set(args.types.split(",")) if args.types else None
     out = sys.stdout
     printed = 0

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from replay.capture import MIN_CHUNK, parse_filters
+from replay.capture import MIN_BATCH_ROWS, MIN_CHUNK, parse_filters
 
 
 class ConfigError(ValueError):
@@ -42,7 +42,8 @@ class FeedConf:
     source: str = "sample"              # sample (generated unless path is given) | capture (path required)
     path: Optional[str] = None          # pcap, pcapng or BinaryFILE (gzip ok)
     filters: list[str] = field(default_factory=list)  # "group:port"; empty = all UDP
-    chunk_bytes: int = 4 << 20
+    chunk_bytes: int = 4 << 20          # file read size (bounded memory)
+    batch_rows: int = 1 << 18           # messages per decoded batch (event-table rows)
     max_sessions: int = 64
     sample: SampleConf = field(default_factory=SampleConf)
 
@@ -81,6 +82,8 @@ def validate(cfg: DictConfig) -> None:
           "feed.source=capture (feed.path=/path/to/file.pcap)", f.path)
     _need(f.chunk_bytes >= MIN_CHUNK, "feed.chunk_bytes", f"must be >= {MIN_CHUNK}", f.chunk_bytes)
     _need(f.chunk_bytes <= 1 << 30, "feed.chunk_bytes", "must be <= 1 GiB", f.chunk_bytes)
+    _need(MIN_BATCH_ROWS <= f.batch_rows <= 1 << 26, "feed.batch_rows", f"must be in {MIN_BATCH_ROWS}..{1 << 26}",
+          f.batch_rows)
     _need(1 <= f.max_sessions <= 65535, "feed.max_sessions", "must be in 1..65535", f.max_sessions)
     try:
         parse_filters(list(f.filters))

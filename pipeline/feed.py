@@ -39,4 +39,4 @@ def resolve_input(feed: DictConfig, log: Callable[[str], None] = print) -> Path:
 
 def open_reader(feed: DictConfig, path: Path) -> CaptureReader:
     return CaptureReader(path, filters=list(feed.filters), chunk_bytes=feed.chunk_bytes,
-                         max_sessions=feed.max_sessions)
+                         batch_rows=feed.batch_rows, max_sessions=feed.max_sessions)

@@ -22,7 +22,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     backend = backends.load(cfg.backend.name)
     path = resolve_input(cfg.feed, log)
     reader = open_reader(cfg.feed, path)
-    decode = DecodeStage(backend, capacity=reader.chunk_bytes // 3 + 1, stats=reader.stats)
+    decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
     t0 = time.perf_counter()
     t_first = None
     for batch in reader:

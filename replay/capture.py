@@ -34,6 +34,7 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 
 MIN_CHUNK = 1 << 20  # must hold the largest capture record (F.MAX_RECORD)
+MIN_BATCH_ROWS = 1 << 16  # must hold the messages of the largest MoldUDP64 packet
 
 
 class CaptureError(ValueError):
@@ -103,7 +104,7 @@ class CaptureReader:
     """
 
     def __init__(self, path: str | Path, *, filters: Sequence[str] = (), chunk_bytes: int = 4 << 20,
-                 max_sessions: int = 64, backend=None):
+                 batch_rows: int = 1 << 18, max_sessions: int = 64, backend=None):
         if backend is None:
             from kernels import cpu as backend
         self.path = Path(path)
@@ -113,6 +114,10 @@ class CaptureReader:
             raise ValueError(f"feed.chunk_bytes must be at least {MIN_CHUNK}, got {chunk_bytes}")
         self.k = backend
         self.chunk_bytes = int(chunk_bytes)
+        if batch_rows < MIN_BATCH_ROWS:
+            raise ValueError(f"feed.batch_rows must be at least {MIN_BATCH_ROWS}, got {batch_rows}")
+        #: messages per batch at most (one MoldUDP64 packet holds up to 65535)
+        self.batch_rows = int(batch_rows)
         self.filt_ip, self.filt_port = parse_filters(filters)
         self.stats = S.new_stats()
         self.trailing_bytes = 0
@@ -153,8 +158,7 @@ class CaptureReader:
 
     def _binaryfile(self, f: BinaryIO) -> Iterator[MessageBatch]:
         buf = np.empty(self.chunk_bytes, dtype=np.uint8)
-        rows = self.chunk_bytes // 3 + 1
-        off, length, seq, sess, rx = self._alloc(rows)
+        off, length, seq, sess, rx = self._alloc(self.batch_rows)
         next_seq = 1
         pos = end = 0
         eof = False
@@ -188,8 +192,7 @@ class CaptureReader:
         pay_off = np.zeros(pay_rows, np.int64)
         pay_len = np.zeros(pay_rows, np.int64)
         pay_rx = np.zeros(pay_rows, np.int64)
-        rows = self.chunk_bytes // 3 + 1
-        off, length, seq, sess, rx = self._alloc(rows)
+        off, length, seq, sess, rx = self._alloc(self.batch_rows)
         end, eof = self._fill(f, buf, 0, 0)
         pos = 0
         if self.format == "pcap":
@@ -214,11 +217,12 @@ class CaptureReader:
                 n, pos, status = self.k.index_pcapng(buf, pos, end, state, if_link, if_kind, if_val,
                                                      self.filt_ip, self.filt_port, len(self.filt_ip),
                                                      pay_off, pay_len, pay_rx, self.stats)
-            if n:
-                m = self.k.split_mold(buf, pay_off, pay_len, pay_rx, n, self.sess_id, self.sess_next,
-                                      self.n_sess, off, length, seq, sess, rx, self.stats)
-                if m < 0:  # cannot happen with rows >= chunk/3; guard against a future change
-                    raise RuntimeError("message index overflow: raise rows per chunk")
+            i = 0
+            while i < n:
+                m, i = self.k.split_mold(buf, pay_off, pay_len, pay_rx, i, n, self.sess_id, self.sess_next,
+                                         self.n_sess, off, length, seq, sess, rx, self.stats)
+                if m < 0:  # cannot happen with rows >= 65535; guard against a future change
+                    raise RuntimeError("message index overflow: batch_rows below one packet's messages")
                 if m:
                     yield MessageBatch(buf, off, length, seq, sess, rx, m)
             if status == F.CORRUPT:

@@ -58,7 +58,7 @@ def run_both(path):
         reader = CaptureReader(path, backend=k, chunk_bytes=MIN_CHUNK)
         from kernels.events import EventTable
 
-        table = EventTable(reader.chunk_bytes // 3 + 1)
+        table = EventTable(reader.batch_rows)
         recs = []
         for b in reader:
             table.n = k.decode_batch(b.buf, b.off, b.length, b.seq, b.sess, b.rx, b.n, 0, *table.columns(),

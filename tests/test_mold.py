@@ -23,11 +23,12 @@ def split(k, payloads: list[bytes], max_sessions: int = 4, state=None):
     pay_rx = np.arange(max(n, 1), dtype=np.int64) * 10
     if state is None:
         state = (np.zeros((max_sessions, 10), np.uint8), np.zeros(max_sessions, np.uint64), np.zeros(1, np.int64))
-    rows = len(buf) // 3 + 1
+    rows = max(len(buf) // 3 + 1, 1 << 16)
     off, ln, seq, sess, rx = (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
                               np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
     stats = S.new_stats()
-    m = k.split_mold(buf, pay_off, pay_len, pay_rx, n, *state, off, ln, seq, sess, rx, stats)
+    m, nxt = k.split_mold(buf, pay_off, pay_len, pay_rx, 0, n, *state, off, ln, seq, sess, rx, stats)
+    assert nxt == n
     blocks = [bytes(buf[off[i]:off[i] + ln[i]]) for i in range(m)]
     return seq[:m].tolist(), sess[:m].tolist(), stats, state, blocks
 
@@ -107,3 +108,24 @@ def test_absurd_sequence_numbers_are_corrupt_headers_not_huge_gaps(backend):
                                         mold(b"S1", 2**63 + 5, msgs(6, 1)), mold(b"S1", 8, msgs(7, 1))])
     assert seqs == [7, 8]
     assert st[S.MOLD_BAD_SEQUENCE] == 2 and st[S.MOLD_GAPS] == 0
+
+
+def test_split_stops_before_a_packet_that_would_overflow_the_batch_and_resumes():
+    from kernels import cpu
+
+    payloads = [mold(b"S1", 1 + 40_000 * i, [b"D" + bytes(18)] * 40_000) for i in range(3)]
+    buf = as_array(b"".join(payloads))
+    lens = np.array([len(p) for p in payloads], np.int64)
+    offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    rx = np.zeros(3, np.int64)
+    state = (np.zeros((2, 10), np.uint8), np.zeros(2, np.uint64), np.zeros(1, np.int64))
+    rows = 1 << 16
+    out = (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
+           np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
+    stats = S.new_stats()
+    got, i = [], 0
+    while i < 3:
+        m, i = cpu.split_mold(buf, offs, lens, rx, i, 3, *state, *out, stats)
+        got.append(m)
+    assert got == [40_000, 40_000, 40_000]
+    assert stats[S.MOLD_PACKETS] == 3 and stats[S.MOLD_GAPS] == 0

@@ -32,7 +32,7 @@ PER_TYPE = {("E", "shares"): "executed_shares", ("C", "shares"): "executed_share
 
 def decode_file(path, k=cpu, **kw):
     reader = CaptureReader(path, backend=cpu, **kw)
-    stage = DecodeStage(k, capacity=reader.chunk_bytes // 3 + 1, stats=reader.stats)
+    stage = DecodeStage(k, capacity=reader.batch_rows, stats=reader.stats)
     recs = [stage(b).to_records() for b in reader]
     return (np.concatenate(recs) if recs else np.zeros(0)), reader
 
