@@ -20,3 +20,8 @@ index_pcap = _jit(_framing.index_pcap)
 index_pcapng = _jit(_framing.index_pcapng)
 index_binaryfile = _jit(_framing.index_binaryfile)
 split_mold = _jit(_framing.split_mold)
+
+from kernels import book as _book  # noqa: E402
+
+apply_events = _jit(_book.apply_events)
+top_levels = _jit(_book.top_levels)

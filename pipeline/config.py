@@ -49,6 +49,24 @@ class FeedConf:
 
 
 @dataclass
+class BookConf:
+    """Preallocated book state for the whole market (running out is an error, never a drop)."""
+
+    max_orders: int = 6_000_000   # live orders; a 2025 Nasdaq day peaked at 5.3M
+    max_levels: int = 2_000_000   # live price levels across all books
+    max_symbols: int = 16_384     # highest stock locate (a day has ~12,000 symbols)
+    depth: int = 5                # levels per side printed in the run summary
+
+
+@dataclass
+class FeaturesConf:
+    symbols: list[str] = field(default_factory=lambda: ["AAPL", "MSFT", "NVDA"])  # "*" = every symbol
+    top_n: int = 5                # levels in the depth imbalance
+    tau_flow_ns: float = 1e9      # decay of OFI and signed trade flow
+    tau_rv_ns: float = 60e9       # decay of realised volatility
+
+
+@dataclass
 class ReportConf:
     save: bool = True    # write report.json into the run directory
     top_types: int = 30  # message types listed in the summary
@@ -58,6 +76,8 @@ class ReportConf:
 class RunConf:
     backend: BackendConf = field(default_factory=BackendConf)
     feed: FeedConf = field(default_factory=FeedConf)
+    book: BookConf = field(default_factory=BookConf)
+    features: FeaturesConf = field(default_factory=FeaturesConf)
     report: ReportConf = field(default_factory=ReportConf)
 
 
@@ -66,6 +86,7 @@ def register() -> None:
     cs.store(name="run_schema", node=RunConf)
     cs.store(group="backend", name="schema", node=BackendConf)
     cs.store(group="feed", name="schema", node=FeedConf)
+    cs.store(group="book", name="schema", node=BookConf)
 
 
 def _need(cond: bool, key: str, msg: str, value: Any) -> None:
@@ -94,6 +115,19 @@ def validate(cfg: DictConfig) -> None:
     _need(1 <= s.symbols <= 60000, "feed.sample.symbols", "must be in 1..60000", s.symbols)
     _need(s.seed >= 0, "feed.sample.seed", "must be >= 0", s.seed)
     _need(s.format in ("pcap", "itch"), "feed.sample.format", "must be 'pcap' or 'itch'", s.format)
+    b = cfg.book
+    _need(1 <= b.max_orders <= 1 << 30, "book.max_orders", "must be in 1..2**30", b.max_orders)
+    _need(1 <= b.max_levels <= 1 << 30, "book.max_levels", "must be in 1..2**30", b.max_levels)
+    _need(1 <= b.max_symbols <= 65535, "book.max_symbols", "must be in 1..65535 (stock locates are 16-bit)",
+          b.max_symbols)
+    _need(0 <= b.depth <= 1000, "book.depth", "must be in 0..1000", b.depth)
+    ft = cfg.features
+    for sym in ft.symbols:
+        _need(sym == "*" or (0 < len(str(sym)) <= 8 and str(sym).isascii()), "features.symbols",
+              "each must be an ASCII symbol of 1-8 characters, or '*'", sym)
+    _need(1 <= ft.top_n <= 100, "features.top_n", "must be in 1..100", ft.top_n)
+    _need(ft.tau_flow_ns > 0, "features.tau_flow_ns", "must be > 0", ft.tau_flow_ns)
+    _need(ft.tau_rv_ns > 0, "features.tau_rv_ns", "must be > 0", ft.tau_rv_ns)
     _need(cfg.report.top_types >= 0, "report.top_types", "must be >= 0", cfg.report.top_types)
 
 

@@ -1,4 +1,4 @@
-"""The run loop: frame source -> decode -> (books, model, risk, FIX in later stages) -> report."""
+"""The run loop: frame source -> decode -> books and features -> (model, risk, FIX later) -> report."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 from pipeline import backends
 from pipeline.config import config_hash, validate
 from pipeline.feed import open_reader, resolve_input
+from pipeline.book import BookStage, BookState
 from pipeline.stages import DecodeStage
-from replay.report import feed_summary, format_summary
+from replay.report import FeatureSummary, book_summary, feed_summary, format_summary
 
 
 def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -23,10 +24,16 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     path = resolve_input(cfg.feed, log)
     reader = open_reader(cfg.feed, path)
     decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
+    b, ft = cfg.book, cfg.features
+    state = BookState(b.max_orders, b.max_levels, b.max_symbols)
+    books = BookStage(backend, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
+                      tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
+    fsum = FeatureSummary()
     t0 = time.perf_counter()
     t_first = None
     for batch in reader:
-        decode(batch)
+        events = decode(batch)
+        fsum.add(books(events))
         if t_first is None:
             t_first = time.perf_counter()
     t1 = time.perf_counter()
@@ -40,6 +47,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         "bytes": reader.bytes_read,
         "sessions": [s for s in reader.sessions()],
         "feed": feed,
+        "book": book_summary(state, backend, list(ft.symbols), b.depth),
+        "features": fsum.result(state),
         "trailing_bytes": reader.trailing_bytes,
         "error": reader.error,
         "timing": {

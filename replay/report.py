@@ -20,6 +20,49 @@ def feed_summary(stats: np.ndarray) -> dict[str, Any]:
     }
 
 
+def book_summary(state, backend, symbols: list[str], depth: int) -> dict[str, Any]:
+    """Book counters plus the top ``depth`` levels of each configured symbol present."""
+    out: dict[str, Any] = {"stats": state.counters(), "symbols": {}}
+    names = symbols if "*" not in symbols else []
+    for name in names:
+        loc = state.locate_of(name)
+        if loc is not None and depth > 0:
+            out["symbols"][name] = {"locate": loc, **state.depth(backend, loc, depth)}
+    return out
+
+
+class FeatureSummary:
+    """Running summary of the feature rows per symbol: count, mean spread, last row."""
+
+    def __init__(self) -> None:
+        self.count: dict[int, int] = {}
+        self.spread_sum: dict[int, float] = {}
+        self.last: dict[int, np.ndarray] = {}
+
+    def add(self, batch) -> None:
+        from kernels import features as FT
+
+        if batch.n == 0:
+            return
+        keys = batch.keys[: batch.n, FT.K_LOCATE]
+        vals = batch.values[: batch.n]
+        for loc in np.unique(keys):
+            rows = vals[keys == loc]
+            loc = int(loc)
+            self.count[loc] = self.count.get(loc, 0) + len(rows)
+            self.spread_sum[loc] = self.spread_sum.get(loc, 0.0) + float(rows[:, FT.F_SPREAD].sum())
+            self.last[loc] = rows[-1].copy()
+
+    def result(self, state) -> dict[str, Any]:
+        from kernels import features as FT
+
+        out = {}
+        for loc, n in sorted(self.count.items()):
+            last = dict(zip(FT.FEATURE_NAMES, (float(x) for x in self.last[loc])))
+            out[state.stock_of(loc) or str(loc)] = {"rows": n, "mean_spread": self.spread_sum[loc] / n, "last": last}
+        return out
+
+
 def truncation_line(decoded: int, trailing: int) -> str:
     return f"{decoded} messages decoded, {trailing} trailing bytes"
 
@@ -52,9 +95,28 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
     if rep["trailing_bytes"]:
         lines.append(f"truncated  {truncation_line(f['decoded'], rep['trailing_bytes'])}"
                      + (f" ({rep['error']})" if rep.get("error") else ""))
+    if "book" in rep:
+        bs = rep["book"]["stats"]
+        lines.append(f"books      {bs['live_orders']:,} live orders on {bs['live_levels']:,} levels; "
+                     f"adds {bs['adds']:,}, deletes {bs['deletes']:,}, replaces {bs['replaces']:,}, "
+                     f"executions {bs['executions']:,}, cancels {bs['cancels']:,}, trades {bs['trades']:,}")
+        lines.append(f"           missing refs {bs['missing_refs']:,}, duplicate refs {bs['duplicate_refs']:,}, "
+                     f"crossed updates {bs['crossed_updates']:,}, locked updates {bs['locked_updates']:,}, "
+                     f"books crossed/locked now {bs['crossed_or_locked_books_now']:,}")
+        for name, d in rep["book"]["symbols"].items():
+            bid = d["bids"][0] if d["bids"] else None
+            ask = d["asks"][0] if d["asks"] else None
+            fmt = lambda lv: f"{lv['price'] / 1e4:,.4f} x {lv['shares']:,} ({lv['orders']})" if lv else "-"
+            lines.append(f"  {name:<8} bid {fmt(bid):<28} ask {fmt(ask):<28} "
+                         f"depth {len(d['bids'])}/{len(d['asks'])} levels")
+        for name, f in rep.get("features", {}).items():
+            last = f["last"]
+            lines.append(f"  features {name:<8} rows {f['rows']:,}  mean spread {f['mean_spread'] / 1e4:.4f}  "
+                         f"micro {last['microprice'] / 1e4:,.4f}  imbalance {last['imbalance']:+.3f}  "
+                         f"ofi {last['ofi']:+,.0f}  flow {last['trade_flow']:+,.0f}  rv {last['rv']:.2e}")
     t = rep["timing"]
     lines.append(f"time       {t['elapsed_s']:.3f} s total, {t['startup_s']:.3f} s to first batch "
                  f"(JIT load + first chunk)")
     lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s "
-                 f"(read + frame + decode, one core)")
+                 f"(read + frame + decode + books + features, one core)")
     return "\n".join(lines)

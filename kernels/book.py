@@ -1,0 +1,496 @@
+"""Order books: one L3 (order-by-order) book per symbol and side, L2 levels, FIFO queues.
+
+Undecorated bodies compiled by ``kernels/cpu.py`` and ``kernels/gpu.py``. All state lives in
+preallocated arrays (``BookState``); nothing allocates, nothing raises: running out of order
+slots or price levels stops the batch with an error code that the caller turns into an
+exception naming the config key to raise.
+
+Structures (slots are row indices, -1 = none; one row per order / level keeps an order's
+fields in one cache line):
+- orders ``oi[slot] = (ref, price, shares, ts)`` (int64) and ``oj[slot] = (book, level, prev,
+  next)`` (int32), where ``book = locate * 2 + side`` (side 0 bid, 1 ask). An open-addressing
+  hash (``ok``/``ov``: linear probing, backward-shift deletion, no tombstones) maps an order
+  reference to its slot; free slots sit on a stack (``ofree``).
+- levels ``li[lv] = (price, shares)`` and ``lj[lv] = (orders, head, tail, better, worse, book)``;
+  a second hash (``lk``/``lv``) maps (book, price) to its level. A book's levels form a doubly
+  linked list from the best price outward; each level holds its orders as a FIFO list (oldest
+  at ``head``). L2 shares and order counts live on the level and change with every L3 change,
+  so L2 equals the sum of L3 by construction (a property test checks it).
+- ``bk[book] = (best level, number of levels)``.
+- ``sym[locate, S_*]``: stock, round lot, trading state, Reg SHO, LULD collar, last trade,
+  subscription; ``fs[locate, F_*]`` the feature state (``kernels/features.py``).
+
+Units: prices Price(4) integers, shares integers, timestamps ns since midnight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.extending import register_jitable
+
+from kernels import features as FT
+
+
+# --- counters: ctr[...] -------------------------------------------------------------------
+C_ERROR = 0            # error code (below); 0 = none
+C_ERROR_EVENT = 1      # index in the batch of the event that hit the error
+C_FREE_ORDERS = 2      # free order slots on the stack
+C_FREE_LEVELS = 3
+C_LIVE_ORDERS = 4
+C_ADDS = 5
+C_EXECUTIONS = 6
+C_CANCELS = 7
+C_DELETES = 8
+C_REPLACES = 9
+C_TRADES = 10          # P and Q prints
+C_MISSING_REF = 11     # E/C/X/D/U for an order not in the book (capture started mid-session)
+C_DUPLICATE_REF = 12   # add for a reference already live: ignored
+C_CROSSED = 13         # updates after which the book's best bid > best ask
+C_LOCKED = 14          # updates after which best bid == best ask
+C_OVER_EXECUTED = 15   # E/C/X for more shares than remain: order removed, excess counted
+C_BAD_LOCATE = 16      # locate beyond book.max_symbols: skipped
+C_BAD_SIDE = 17        # add with a side other than B/S: skipped
+C_BROKEN_TRADES = 18
+C_EVENTS = 19          # events seen (applied or skipped and counted)
+C_FEATURES = 20        # feature rows written
+C_MAX_LEVELS_SEEN = 21
+N_CTR = 32
+
+ERR_ORDERS_FULL = 1
+ERR_LEVELS_FULL = 2
+ERR_FEATURES_FULL = 3
+
+# per-symbol state columns in sym_i (int64) ------------------------------------------------
+S_STOCK = 0        # 8 ASCII bytes as an int64 bit pattern
+S_ROUND_LOT = 1
+S_TRADING_STATE = 2  # 'T', 'H', 'P', 'Q' (0 = no H message yet)
+S_REG_SHO = 3
+S_LULD_REF = 4
+S_LULD_UPPER = 5
+S_LULD_LOWER = 6
+S_LAST_PX = 7
+S_LAST_QTY = 8
+S_LAST_TS = 9      # last trade time
+S_VOLUME = 10
+S_SUBSCRIBED = 11  # 1 when features are written for this symbol
+S_UPDATE_TS = 12   # time of the last book update
+S_HALT_OP = 13     # 'h' operational halt action ('H' halted, 'T' resumed)
+N_SYM_I = 16
+
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+@register_jitable(inline="always")
+def _home(key, mask):
+    h = np.uint64(key) * _MULT
+    return np.int64(h >> np.uint64(40)) & mask
+
+
+@register_jitable
+def hash_find(keys, vals, mask, key):
+    """Slot stored for ``key`` or -1."""
+    i = _home(key, mask)
+    while vals[i] != -1:
+        if keys[i] == key:
+            return vals[i]
+        i = (i + 1) & mask
+    return -1
+
+
+@register_jitable
+def hash_insert(keys, vals, mask, key, val):
+    """Insert (key must be absent; the table is sized so it never fills)."""
+    i = _home(key, mask)
+    while vals[i] != -1:
+        i = (i + 1) & mask
+    keys[i] = key
+    vals[i] = val
+
+
+@register_jitable
+def hash_delete(keys, vals, mask, key):
+    """Remove ``key`` with backward-shift deletion (no tombstones); returns its value or -1."""
+    i = _home(key, mask)
+    while vals[i] != -1 and keys[i] != key:
+        i = (i + 1) & mask
+    if vals[i] == -1:
+        return -1
+    found = vals[i]
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if vals[j] == -1:
+            break
+        k = _home(keys[j], mask)
+        # keep the entry at j if its home lies cyclically in (i, j]
+        if i <= j:
+            stays = i < k <= j
+        else:
+            stays = k > i or k <= j
+        if not stays:
+            keys[i] = keys[j]
+            vals[i] = vals[j]
+            i = j
+    vals[i] = -1
+    return found
+
+
+@register_jitable(inline="always")
+def level_key(book, price):
+    return (np.int64(book) << 33) ^ np.int64(price)
+
+
+@register_jitable(inline="always")
+def better(side, a, b):
+    """Is price ``a`` better than ``b`` on this side (bids: higher; asks: lower)?"""
+    if side == 0:
+        return a > b
+    return a < b
+
+
+# order / level row columns
+O_REF, O_PRICE, O_SHARES, O_TS = 0, 1, 2, 3
+J_BOOK, J_LEVEL, J_PREV, J_NEXT = 0, 1, 2, 3
+L_PRICE, L_SHARES = 0, 1
+K_COUNT, K_HEAD, K_TAIL, K_BETTER, K_WORSE, K_BOOK = 0, 1, 2, 3, 4, 5
+B_BEST, B_NLEVELS = 0, 1
+
+
+@register_jitable
+def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
+    """The level of ``price`` in ``book``, created in sorted position if absent; -1 if full."""
+    key = level_key(book, price)
+    x = hash_find(lk, lv, lmask, key)
+    if x >= 0:
+        return x
+    nf = ctr[C_FREE_LEVELS]
+    if nf == 0:
+        return -1
+    x = lfree[nf - 1]
+    ctr[C_FREE_LEVELS] = nf - 1
+    hash_insert(lk, lv, lmask, key, x)
+    li[x, L_PRICE] = price
+    li[x, L_SHARES] = 0
+    lj[x, K_COUNT] = 0
+    lj[x, K_HEAD] = -1
+    lj[x, K_TAIL] = -1
+    lj[x, K_BOOK] = book
+    b = bk[book, B_BEST]
+    if b == -1:
+        lj[x, K_BETTER] = -1
+        lj[x, K_WORSE] = -1
+        bk[book, B_BEST] = x
+    elif better(side, price, li[b, L_PRICE]):
+        lj[x, K_BETTER] = -1
+        lj[x, K_WORSE] = b
+        lj[b, K_BETTER] = x
+        bk[book, B_BEST] = x
+    else:
+        cur = b
+        while lj[cur, K_WORSE] != -1 and not better(side, price, li[lj[cur, K_WORSE], L_PRICE]):
+            cur = lj[cur, K_WORSE]
+        w = lj[cur, K_WORSE]
+        lj[x, K_BETTER] = cur
+        lj[x, K_WORSE] = w
+        if w != -1:
+            lj[w, K_BETTER] = x
+        lj[cur, K_WORSE] = x
+    bk[book, B_NLEVELS] += 1
+    if bk[book, B_NLEVELS] > ctr[C_MAX_LEVELS_SEEN]:
+        ctr[C_MAX_LEVELS_SEEN] = bk[book, B_NLEVELS]
+    return x
+
+
+@register_jitable
+def level_release(x, li, lj, lfree, lk, lv, lmask, bk, ctr):
+    """Unlink an empty level from its book and free it."""
+    book = lj[x, K_BOOK]
+    b = lj[x, K_BETTER]
+    w = lj[x, K_WORSE]
+    if b != -1:
+        lj[b, K_WORSE] = w
+    else:
+        bk[book, B_BEST] = w
+    if w != -1:
+        lj[w, K_BETTER] = b
+    hash_delete(lk, lv, lmask, level_key(book, li[x, L_PRICE]))
+    nf = ctr[C_FREE_LEVELS]
+    lfree[nf] = x
+    ctr[C_FREE_LEVELS] = nf + 1
+    bk[book, B_NLEVELS] -= 1
+
+
+@register_jitable
+def order_add(ref, book, side, price, shares, ts, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask,
+              bk, ctr):
+    """Append a new order at the back of its price level's queue. Returns 0, or an error code."""
+    if hash_find(ok, ov, omask, ref) != -1:
+        ctr[C_DUPLICATE_REF] += 1
+        return 0
+    nf = ctr[C_FREE_ORDERS]
+    if nf == 0:
+        return ERR_ORDERS_FULL
+    x = level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr)
+    if x == -1:
+        return ERR_LEVELS_FULL
+    s = ofree[nf - 1]
+    ctr[C_FREE_ORDERS] = nf - 1
+    hash_insert(ok, ov, omask, ref, s)
+    oi[s, O_REF] = ref
+    oi[s, O_PRICE] = price
+    oi[s, O_SHARES] = shares
+    oi[s, O_TS] = ts
+    oj[s, J_BOOK] = book
+    oj[s, J_LEVEL] = x
+    t = lj[x, K_TAIL]
+    oj[s, J_PREV] = t
+    oj[s, J_NEXT] = -1
+    if t != -1:
+        oj[t, J_NEXT] = s
+    else:
+        lj[x, K_HEAD] = s
+    lj[x, K_TAIL] = s
+    lj[x, K_COUNT] += 1
+    li[x, L_SHARES] += shares
+    ctr[C_LIVE_ORDERS] += 1
+    return 0
+
+
+@register_jitable
+def order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr):
+    """Take the order in slot ``s`` out of its queue, level and the hash; free the slot."""
+    x = oj[s, J_LEVEL]
+    p = oj[s, J_PREV]
+    n = oj[s, J_NEXT]
+    if p != -1:
+        oj[p, J_NEXT] = n
+    else:
+        lj[x, K_HEAD] = n
+    if n != -1:
+        oj[n, J_PREV] = p
+    else:
+        lj[x, K_TAIL] = p
+    lj[x, K_COUNT] -= 1
+    li[x, L_SHARES] -= oi[s, O_SHARES]
+    if lj[x, K_COUNT] == 0:
+        level_release(x, li, lj, lfree, lk, lv, lmask, bk, ctr)
+    hash_delete(ok, ov, omask, oi[s, O_REF])
+    nf = ctr[C_FREE_ORDERS]
+    ofree[nf] = s
+    ctr[C_FREE_ORDERS] = nf + 1
+    ctr[C_LIVE_ORDERS] -= 1
+
+
+@register_jitable
+def order_reduce(s, qty, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr):
+    """Remove ``qty`` shares from an order (execution or partial cancel); removes it at zero."""
+    left = oi[s, O_SHARES]
+    if qty >= left:
+        if qty > left:
+            ctr[C_OVER_EXECUTED] += 1
+        order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr)
+    else:
+        oi[s, O_SHARES] = left - qty
+        li[oj[s, J_LEVEL], L_SHARES] -= qty
+
+
+@register_jitable
+def queue_ahead(s, oi, oj):
+    """(orders, shares) ahead of the order in slot ``s`` in its level's FIFO queue."""
+    n = 0
+    sh = 0
+    p = oj[s, J_PREV]
+    while p != -1:
+        n += 1
+        sh += oi[p, O_SHARES]
+        p = oj[p, J_PREV]
+    return n, sh
+
+
+@register_jitable(inline="always")
+def best_of(book, bk, li):
+    """(price, shares) at the best level of ``book``, (0, 0) when the side is empty."""
+    b = bk[book, B_BEST]
+    if b == -1:
+        return 0, 0
+    return li[b, L_PRICE], li[b, L_SHARES]
+
+
+def top_levels(book, depth, bk, li, lj, out):
+    """Fill ``out[k] = (price, shares, orders)`` for the best ``depth`` levels; returns how many."""
+    x = bk[book, B_BEST]
+    k = 0
+    while x != -1 and k < depth:
+        out[k, 0] = li[x, L_PRICE]
+        out[k, 1] = li[x, L_SHARES]
+        out[k, 2] = lj[x, K_COUNT]
+        x = lj[x, K_WORSE]
+        k += 1
+    return k
+
+
+@register_jitable
+def depth_shares(book, n, bk, lj, li):
+    x = bk[book, B_BEST]
+    k = 0
+    tot = 0
+    while x != -1 and k < n:
+        tot += li[x, L_SHARES]
+        x = lj[x, K_WORSE]
+        k += 1
+    return tot
+
+
+@register_jitable
+def set_stock(loc, stk, sym, subs):
+    """Record a symbol's stock (first sight: R, or the stock field of A/F/P/H) and subscribe it
+    when ``subs`` (packed stock names; ``[-1]`` = every symbol) names it."""
+    sym[loc, S_STOCK] = stk
+    for k in range(subs.shape[0]):
+        if subs[k] == stk or subs[k] == -1:
+            sym[loc, S_SUBSCRIBED] = 1
+
+
+def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
+                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk):
+    """Apply ``n`` events of the event table to the books, in order.
+
+    ``ref``/``new_ref``/``stock`` are the event columns viewed as int64. Stops before the first
+    event with ``ts > stop_ts`` and at the first capacity error (``ctr[C_ERROR]``, with the
+    event index in ``ctr[C_ERROR_EVENT]``). Writes a feature row (``fo``/``fk``) for every
+    book change or trade on a subscribed symbol. Returns ``(events applied, feature rows)``.
+    """
+    omask = ok.shape[0] - 1
+    lmask = lk.shape[0] - 1
+    nsym = sym.shape[0]
+    frows = fo.shape[0]
+    top_n = np.int64(p[FT.P_TOP_N])
+    nf = 0
+    i = 0
+    while i < n:
+        t = kind[i]
+        now = ts[i]
+        if now > stop_ts:
+            break
+        ctr[C_EVENTS] += 1
+        loc = np.int64(locate[i])
+        if loc >= nsym:
+            ctr[C_BAD_LOCATE] += 1
+            i += 1
+            continue
+        changed = False
+        trade_sign = 0.0
+        trade_qty = 0
+        if t == 65 or t == 70:  # A, F
+            sd = 0 if side[i] == 66 else (1 if side[i] == 83 else -1)
+            if sd < 0:
+                ctr[C_BAD_SIDE] += 1
+                i += 1
+                continue
+            if sym[loc, S_STOCK] == 0:
+                set_stock(loc, stock[i], sym, subs)
+            err = order_add(ref[i], loc * 2 + sd, sd, price[i], shares[i], now, oi, oj, ofree, ok, ov, omask,
+                            li, lj, lfree, lk, lv, lmask, bk, ctr)
+            if err != 0:
+                ctr[C_ERROR] = err
+                ctr[C_ERROR_EVENT] = i
+                break
+            ctr[C_ADDS] += 1
+            changed = True
+        elif t == 68 or t == 88 or t == 69 or t == 67 or t == 85:  # D, X, E, C, U
+            s = hash_find(ok, ov, omask, ref[i])
+            if s == -1:
+                ctr[C_MISSING_REF] += 1
+                i += 1
+                continue
+            if t == 68:
+                order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr)
+                ctr[C_DELETES] += 1
+            elif t == 85:
+                book = oj[s, J_BOOK]
+                sd = book & 1
+                order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr)
+                err = order_add(new_ref[i], book, sd, price[i], shares[i], now, oi, oj, ofree, ok, ov, omask,
+                                li, lj, lfree, lk, lv, lmask, bk, ctr)
+                if err != 0:
+                    ctr[C_ERROR] = err
+                    ctr[C_ERROR_EVENT] = i
+                    break
+                ctr[C_REPLACES] += 1
+            else:
+                qty = shares[i]
+                if t != 88:  # execution: a trade against the resting order
+                    px = oi[s, O_PRICE] if t == 69 else price[i]
+                    trade_qty = qty
+                    trade_sign = -1.0 if (oj[s, J_BOOK] & 1) == 0 else 1.0
+                    if t == 69 or alpha[i, 0] == 89:  # C prints only when printable 'Y'
+                        sym[loc, S_LAST_PX] = px
+                        sym[loc, S_LAST_QTY] = qty
+                        sym[loc, S_LAST_TS] = now
+                        sym[loc, S_VOLUME] += qty
+                    ctr[C_EXECUTIONS] += 1
+                else:
+                    ctr[C_CANCELS] += 1
+                order_reduce(s, qty, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr)
+            changed = True
+        elif t == 80 or t == 81:  # P, Q: trades that do not touch the displayed book
+            if shares[i] > 0:
+                sym[loc, S_LAST_PX] = price[i]
+                sym[loc, S_LAST_QTY] = shares[i]
+                sym[loc, S_LAST_TS] = now
+                sym[loc, S_VOLUME] += shares[i]
+            if sym[loc, S_STOCK] == 0:
+                set_stock(loc, stock[i], sym, subs)
+            trade_qty = shares[i]
+            if t == 80:
+                bb = bk[loc * 2, B_BEST]
+                ba = bk[loc * 2 + 1, B_BEST]
+                if bb != -1 and ba != -1:
+                    m2 = li[bb, L_PRICE] + li[ba, L_PRICE]
+                    if 2 * price[i] > m2:
+                        trade_sign = 1.0
+                    elif 2 * price[i] < m2:
+                        trade_sign = -1.0
+            ctr[C_TRADES] += 1
+            changed = True
+        elif t == 82:  # R stock directory
+            set_stock(loc, stock[i], sym, subs)
+            sym[loc, S_ROUND_LOT] = aux[i, 0]
+        elif t == 72:  # H trading action
+            sym[loc, S_TRADING_STATE] = alpha[i, 0]
+            if sym[loc, S_STOCK] == 0:
+                set_stock(loc, stock[i], sym, subs)
+        elif t == 104:  # h operational halt
+            sym[loc, S_HALT_OP] = alpha[i, 1]
+        elif t == 89:  # Y Reg SHO
+            sym[loc, S_REG_SHO] = alpha[i, 0]
+        elif t == 74:  # J LULD auction collar
+            sym[loc, S_LULD_REF] = price[i]
+            sym[loc, S_LULD_UPPER] = aux[i, 0]
+            sym[loc, S_LULD_LOWER] = aux[i, 1]
+        elif t == 66:  # B broken trade
+            ctr[C_BROKEN_TRADES] += 1
+        if changed:
+            bid_px, bid_qty = best_of(loc * 2, bk, li)
+            ask_px, ask_qty = best_of(loc * 2 + 1, bk, li)
+            if bid_qty > 0 and ask_qty > 0:
+                if bid_px > ask_px:
+                    ctr[C_CROSSED] += 1
+                elif bid_px == ask_px:
+                    ctr[C_LOCKED] += 1
+            if sym[loc, S_SUBSCRIBED] != 0:
+                if nf >= frows:
+                    ctr[C_ERROR] = ERR_FEATURES_FULL
+                    ctr[C_ERROR_EVENT] = i
+                    break
+                bn = depth_shares(loc * 2, top_n, bk, lj, li)
+                an = depth_shares(loc * 2 + 1, top_n, bk, lj, li)
+                imb = (bn - an) / (bn + an) if bn + an > 0 else 0.0
+                FT.write_features(nf, loc, now, seq[i], t, bid_px, bid_qty, ask_px, ask_qty, imb, trade_sign,
+                                  trade_qty, sym[loc, S_LAST_PX], sym[loc, S_LAST_QTY], sym[loc, S_UPDATE_TS],
+                                  fs, p, fo, fk)
+                nf += 1
+            sym[loc, S_UPDATE_TS] = now
+        i += 1
+    ctr[C_FEATURES] += nf
+    return i, nf

@@ -1,0 +1,146 @@
+"""The book stage: preallocated L3/L2 state for the whole market, sized from config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from kernels import book as B
+from kernels import features as FT
+from kernels.events import EventTable, pack_ascii, unpack_ascii
+
+
+class BookCapacityError(RuntimeError):
+    """The configured book size was exceeded (never a silent drop)."""
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+class BookState:
+    """All book arrays for ``max_symbols`` locates, ``max_orders`` live orders and
+    ``max_levels`` live price levels (across all books)."""
+
+    def __init__(self, max_orders: int, max_levels: int, max_symbols: int):
+        if min(max_orders, max_levels, max_symbols) <= 0:
+            raise ValueError("book sizes must be positive")
+        self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
+        ho = _pow2_at_least(2 * max_orders)   # load factor <= 0.5 keeps probes short
+        hl = _pow2_at_least(2 * max_levels)
+        self.oi = np.zeros((max_orders, 4), np.int64)
+        self.oj = np.zeros((max_orders, 4), np.int32)
+        self.ofree = np.arange(max_orders - 1, -1, -1, dtype=np.int32)  # pop from the end: slot 0 first
+        self.ok = np.zeros(ho, np.int64)
+        self.ov = np.full(ho, -1, np.int32)
+        self.li = np.zeros((max_levels, 2), np.int64)
+        self.lj = np.zeros((max_levels, 6), np.int32)
+        self.lfree = np.arange(max_levels - 1, -1, -1, dtype=np.int32)
+        self.lk = np.zeros(hl, np.int64)
+        self.lv = np.full(hl, -1, np.int32)
+        self.bk = np.full((2 * (max_symbols + 1), 2), -1, np.int32)
+        self.bk[:, B.B_NLEVELS] = 0
+        self.sym = np.zeros((max_symbols + 1, B.N_SYM_I), np.int64)
+        self.fs = np.zeros((max_symbols + 1, FT.N_FS), np.float64)
+        self.ctr = np.zeros(B.N_CTR, np.int64)
+        self.ctr[B.C_FREE_ORDERS] = max_orders
+        self.ctr[B.C_FREE_LEVELS] = max_levels
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """State in kernel argument order (after the event columns)."""
+        return (self.oi, self.oj, self.ofree, self.ok, self.ov, self.li, self.lj, self.lfree, self.lk, self.lv,
+                self.bk, self.sym, self.fs, self.ctr)
+
+    # -- inspection (Python side, not the hot path) -------------------------------------------------
+    def locate_of(self, stock: str) -> int | None:
+        packed = np.array([pack_ascii(stock, 8)], np.uint64).view(np.int64)[0]
+        hits = np.nonzero(self.sym[:, B.S_STOCK] == packed)[0]
+        return int(hits[0]) if len(hits) else None
+
+    def stock_of(self, locate: int) -> str:
+        v = int(np.array([self.sym[locate, B.S_STOCK]], np.int64).view(np.uint64)[0])
+        return unpack_ascii(v, 8).rstrip() if v else ""
+
+    def depth(self, k: ModuleType, locate: int, levels: int) -> dict[str, list[dict[str, int]]]:
+        out = np.zeros((max(levels, 1), 3), np.int64)
+        res = {}
+        for sd, name in ((0, "bids"), (1, "asks")):
+            n = k.top_levels(locate * 2 + sd, levels, self.bk, self.li, self.lj, out)
+            res[name] = [{"price": int(out[j, 0]), "shares": int(out[j, 1]), "orders": int(out[j, 2])}
+                         for j in range(n)]
+        return res
+
+    def counters(self) -> dict[str, int]:
+        c = self.ctr
+        crossed_now = 0
+        for loc in np.nonzero(self.bk[0::2, B.B_BEST] >= 0)[0]:
+            b, a = self.bk[2 * loc, B.B_BEST], self.bk[2 * loc + 1, B.B_BEST]
+            if a >= 0 and self.li[b, B.L_PRICE] >= self.li[a, B.L_PRICE]:
+                crossed_now += 1
+        return {
+            "live_orders": int(c[B.C_LIVE_ORDERS]), "adds": int(c[B.C_ADDS]),
+            "executions": int(c[B.C_EXECUTIONS]), "cancels": int(c[B.C_CANCELS]),
+            "deletes": int(c[B.C_DELETES]), "replaces": int(c[B.C_REPLACES]), "trades": int(c[B.C_TRADES]),
+            "missing_refs": int(c[B.C_MISSING_REF]), "duplicate_refs": int(c[B.C_DUPLICATE_REF]),
+            "over_executed": int(c[B.C_OVER_EXECUTED]), "crossed_updates": int(c[B.C_CROSSED]),
+            "locked_updates": int(c[B.C_LOCKED]), "crossed_or_locked_books_now": crossed_now,
+            "bad_locate": int(c[B.C_BAD_LOCATE]), "bad_side": int(c[B.C_BAD_SIDE]),
+            "broken_trades": int(c[B.C_BROKEN_TRADES]), "live_levels": self.max_levels - int(c[B.C_FREE_LEVELS]),
+            "max_levels_in_a_book": int(c[B.C_MAX_LEVELS_SEEN]), "feature_rows": int(c[B.C_FEATURES]),
+            "events": int(c[B.C_EVENTS]),
+        }
+
+
+@dataclass
+class FeatureBatch:
+    values: np.ndarray  # float64 [n, N_FEATURES]
+    keys: np.ndarray    # int64 [n, N_KEYS]
+    n: int
+
+
+class BookStage:
+    """Event table -> books (all symbols) and feature rows (subscribed symbols). Backends: cpu, cuda."""
+
+    accepts = EventTable
+    produces = FeatureBatch
+    backends = ("cpu", "cuda")
+
+    def __init__(self, backend: ModuleType, state: BookState, capacity: int, symbols=(), *,
+                 tau_flow_ns: float = 1e9, tau_rv_ns: float = 60e9, top_n: int = 5, stop_ts: int = 2**62):
+        self.k = backend
+        self.state = state
+        self.fo = np.zeros((capacity, FT.N_FEATURES), np.float64)
+        self.fk = np.zeros((capacity, FT.N_KEYS), np.int64)
+        self.params = np.zeros(FT.N_PARAMS, np.float64)
+        self.params[FT.P_TAU_FLOW] = tau_flow_ns
+        self.params[FT.P_TAU_RV] = tau_rv_ns
+        self.params[FT.P_TOP_N] = top_n
+        self.stop_ts = int(stop_ts)
+        self.stopped = False
+        if symbols == "*" or list(symbols) == ["*"]:
+            self.subs = np.array([-1], np.int64)
+        else:
+            self.subs = np.array([pack_ascii(s, 8) for s in symbols] or [0], np.uint64).view(np.int64)
+            if not list(symbols):
+                self.subs = np.zeros(0, np.int64)
+
+    def __call__(self, t: EventTable) -> FeatureBatch:
+        c = t.cols
+        n = t.n
+        done, nf = self.k.apply_events(
+            n, c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
+            c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"], c["alpha"],
+            *self.state.arrays(), self.params, self.subs, self.stop_ts, self.fo, self.fk)
+        err = int(self.state.ctr[B.C_ERROR])
+        if err:
+            at = int(self.state.ctr[B.C_ERROR_EVENT])
+            key = {B.ERR_ORDERS_FULL: f"book.max_orders ({self.state.max_orders:,})",
+                   B.ERR_LEVELS_FULL: f"book.max_levels ({self.state.max_levels:,})",
+                   B.ERR_FEATURES_FULL: "feature rows per batch"}.get(err, f"error {err}")
+            raise BookCapacityError(f"{key} exceeded at event seq {int(c['seq'][at])} (ts {int(c['ts'][at])}); "
+                                    f"raise it in the config")
+        if done < n:
+            self.stopped = True  # reached stop_ts
+        return FeatureBatch(self.fo, self.fk, int(nf))
