@@ -9,7 +9,8 @@ Structures (slots are row indices, -1 = none; one row per order / level keeps an
 fields in one cache line):
 - orders ``oi[slot] = (ref, price, shares, ts)`` (int64) and ``oj[slot] = (book, level, prev,
   next)`` (int32), where ``book = locate * 2 + side`` (side 0 bid, 1 ask). An open-addressing
-  hash (``ok``/``ov``: linear probing, backward-shift deletion, no tombstones) maps an order
+  hash (``ok``/``ov``: linear probing in Robin Hood order, backward-shift deletion, no
+  tombstones) maps an order
   reference to its slot; free slots sit on a stack (``ofree``).
 - levels ``li[lv] = (price, shares)`` and ``lj[lv] = (orders, head, tail, better, worse, book)``;
   a second hash (``lk``/``lv``) maps (book, price) to its level. A book's levels form a doubly
@@ -77,67 +78,90 @@ S_UPDATE_TS = 12   # time of the last book update
 S_HALT_OP = 13     # 'h' operational halt action ('H' halted, 'T' resumed)
 N_SYM_I = 16
 
-_MULT = np.uint64(0x9E3779B97F4A7C15)
-
-
 @register_jitable(inline="always")
 def _home(key, mask):
-    h = np.uint64(key) * _MULT
-    return np.int64(h >> np.uint64(40)) & mask
+    """Home slot of a key in a power-of-two table (at most 2**31 slots).
+
+    Locality-preserving on purpose: ITCH order references rise through the day and a book's
+    prices sit close together, so nearby keys land in nearby slots and the working set of a
+    busy book stays in cache (a strong mixing hash spreads them over the whole table: one cache
+    miss per lookup). The high bits are folded in so keys 2**29 apart do not share a home.
+    Runs of consecutive keys are what linear probing handles worst; Robin Hood ordering below
+    keeps lookups and deletions in them O(1).
+    """
+    return (key ^ (key >> 29) ^ (key >> 47)) & mask
 
 
 @register_jitable
 def hash_find(keys, vals, mask, key):
-    """Slot stored for ``key`` or -1."""
+    """Slot stored for ``key`` or -1 (Robin Hood: stops at the first resident closer to home)."""
     i = _home(key, mask)
+    d = 0
     while vals[i] != -1:
         if keys[i] == key:
             return vals[i]
+        if ((i - _home(keys[i], mask)) & mask) < d:
+            return -1
         i = (i + 1) & mask
+        d += 1
     return -1
 
 
 @register_jitable
 def hash_insert(keys, vals, mask, key, val):
-    """Insert (key must be absent; the table is sized so it never fills)."""
+    """Insert an absent key (Robin Hood: take the slot of a resident nearer its home, carry it on).
+    The table is sized at least twice the live entries, so it never fills."""
     i = _home(key, mask)
+    d = 0
     while vals[i] != -1:
+        rd = (i - _home(keys[i], mask)) & mask
+        if rd < d:
+            k2 = keys[i]
+            v2 = vals[i]
+            keys[i] = key
+            vals[i] = val
+            key = k2
+            val = v2
+            d = rd
         i = (i + 1) & mask
+        d += 1
     keys[i] = key
     vals[i] = val
 
 
 @register_jitable
 def hash_delete(keys, vals, mask, key):
-    """Remove ``key`` with backward-shift deletion (no tombstones); returns its value or -1."""
+    """Remove ``key`` with backward-shift deletion; returns its value or -1.
+
+    Robin Hood order makes the shift stop at the first entry sitting in its home slot, so
+    deleting from a long run of consecutive references costs O(1), not O(run)."""
     i = _home(key, mask)
-    while vals[i] != -1 and keys[i] != key:
-        i = (i + 1) & mask
-    if vals[i] == -1:
-        return -1
-    found = vals[i]
-    j = i
+    d = 0
     while True:
-        j = (j + 1) & mask
-        if vals[j] == -1:
+        if vals[i] == -1:
+            return -1
+        if keys[i] == key:
             break
-        k = _home(keys[j], mask)
-        # keep the entry at j if its home lies cyclically in (i, j]
-        if i <= j:
-            stays = i < k <= j
-        else:
-            stays = k > i or k <= j
-        if not stays:
-            keys[i] = keys[j]
-            vals[i] = vals[j]
-            i = j
+        if ((i - _home(keys[i], mask)) & mask) < d:
+            return -1
+        i = (i + 1) & mask
+        d += 1
+    found = vals[i]
+    j = (i + 1) & mask
+    while vals[j] != -1 and ((j - _home(keys[j], mask)) & mask) > 0:
+        keys[i] = keys[j]
+        vals[i] = vals[j]
+        i = j
+        j = (j + 1) & mask
     vals[i] = -1
     return found
 
 
 @register_jitable(inline="always")
 def level_key(book, price):
-    return (np.int64(book) << 33) ^ np.int64(price)
+    """(book, price) -> one int64 key: the book in the high bits (prices are < 2**33), so a
+    book's levels get neighbouring keys and, through ``_home``, neighbouring slots."""
+    return (np.int64(book) << 33) | np.int64(price)
 
 
 @register_jitable(inline="always")

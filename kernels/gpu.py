@@ -157,3 +157,44 @@ def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,
     stats[S.MESSAGES_IN] += n
     stats[S.DECODED] += m
     return row + m
+
+
+# --- books ----------------------------------------------------------------------------------
+from kernels import book as _book  # noqa: E402
+
+_apply_events = cuda.jit(device=True)(_book.apply_events)
+_top_levels = cuda.jit(device=True)(_book.top_levels)
+
+
+@cuda.jit
+def _apply_events_kernel(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
+                         oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk,
+                         out):
+    # Book updates are a chain: one thread applies the batch in order. The device-resident
+    # pipeline partitions symbols across threads; this edge is the reference for it.
+    if cuda.grid(1) == 0:
+        i, nf = _apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
+                              oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts,
+                              fo, fk)
+        out[0] = i
+        out[1] = nf
+
+
+@cuda.jit
+def _top_levels_kernel(book, depth, bk, li, lj, res, out):
+    if cuda.grid(1) == 0:
+        out[0] = _top_levels(book, depth, bk, li, lj, res)
+
+
+def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
+                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk):
+    args = (n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
+            oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk)
+    state = tuple(range(13, 27)) + (30, 31)
+    r = _run_single(_apply_events_kernel, args, state)
+    return int(r[0]), int(r[1])
+
+
+def top_levels(book, depth, bk, li, lj, out):
+    r = _run_single(_top_levels_kernel, (book, depth, bk, li, lj, out), (5,))
+    return int(r[0])
