@@ -2,6 +2,7 @@
 
   hftbot run [hydra overrides...]     the pipeline (Hydra app; ``--config-name NAME`` picks conf/NAME.yaml)
   hftbot decode FILE                  ITCH 5.0 messages of a pcap / pcapng / BinaryFILE as JSON lines
+  hftbot book FILE --symbols A,B      order books of some symbols at the end (or --at a time) as JSON lines
   hftbot generate OUT                 write a synthetic ITCH feed (pcap or BinaryFILE)
 """
 
@@ -56,6 +57,61 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_clock(text: str) -> int:
+    """``HH:MM:SS[.fraction]`` -> ns since midnight (the ITCH timestamp scale)."""
+    try:
+        hms, _, frac = text.partition(".")
+        h, m, sec = (int(x) for x in hms.split(":"))
+        if not (0 <= h < 24 and 0 <= m < 60 and 0 <= sec < 60) or (frac and not frac.isdigit()) or len(frac) > 9:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--at {text!r}: expected HH:MM:SS[.nnnnnnnnn]") from None
+    return ((h * 60 + m) * 60 + sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    from pipeline.book import BookCapacityError, BookStage, BookState
+
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    try:
+        stop_ns = parse_clock(args.at) if args.at else None
+    except argparse.ArgumentTypeError as exc:
+        print(f"hftbot book: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        reader = CaptureReader(args.file, filters=args.filter or (), chunk_bytes=args.chunk_bytes)
+    except (CaptureError, FileNotFoundError, ValueError) as exc:
+        print(f"hftbot book: error: {exc}", file=sys.stderr)
+        return 2
+    state = BookState(args.max_orders, args.max_levels, args.max_symbols)
+    decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
+    books = BookStage(cpu, state, reader.batch_rows, symbols=[], stop_ts=stop_ns if stop_ns is not None else 2**62)
+    try:
+        for batch in reader:
+            books(decode(batch))
+            if books.stopped:
+                break
+    except BookCapacityError as exc:
+        print(f"hftbot book: error: {exc}", file=sys.stderr)
+        return 3
+    for name in symbols:
+        loc = state.locate_of(name)
+        if loc is None:
+            print(json.dumps({"symbol": name, "bids": [], "asks": [], "error": "symbol not seen in the feed"}))
+            continue
+        print(json.dumps({"symbol": name, "locate": loc, **state.depth(cpu, loc, args.depth)}))
+    c = state.counters()
+    at = f" at {args.at}" if args.at else " at end of feed"
+    print(f"hftbot book: {c['events']:,} events{at}; live orders {c['live_orders']:,}, levels {c['live_levels']:,}, "
+          f"missing refs {c['missing_refs']:,}, crossed updates {c['crossed_updates']:,}, locked updates "
+          f"{c['locked_updates']:,}, books crossed or locked now {c['crossed_or_locked_books_now']:,}",
+          file=sys.stderr)
+    f = feed_summary(reader.stats)
+    for name, count in f["problems"].items():
+        print(f"hftbot book: skipped {name}: {count}", file=sys.stderr)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from replay.generator import generate
 
@@ -78,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=0, help="stop after N messages")
     d.add_argument("--chunk-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
     d.set_defaults(func=cmd_decode)
+    b = sub.add_parser("book", help="replay a capture and print the order book of some symbols as JSON lines")
+    b.add_argument("file", help="pcap, pcapng or Nasdaq BinaryFILE (.itch), optionally gzip-compressed")
+    b.add_argument("--symbols", required=True, help="comma-separated, e.g. AAPL,MSFT")
+    b.add_argument("--depth", type=int, default=5, help="price levels per side (default 5)")
+    b.add_argument("--at", metavar="HH:MM:SS.nnnnnnnnn",
+                   help="stop before the first message after this time (ITCH time, ns since midnight)")
+    b.add_argument("--filter", action="append", metavar="GROUP:PORT", help="only UDP to this destination")
+    b.add_argument("--max-orders", type=int, default=6_000_000)
+    b.add_argument("--max-levels", type=int, default=2_000_000)
+    b.add_argument("--max-symbols", type=int, default=16_384)
+    b.add_argument("--chunk-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_book)
     g = sub.add_parser("generate", help="write a deterministic synthetic ITCH 5.0 feed")
     g.add_argument("out")
     g.add_argument("--fmt", choices=("pcap", "itch"), default="pcap")
