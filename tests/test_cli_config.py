@@ -115,3 +115,21 @@ def test_help_lists_the_subcommands():
     assert res.returncode == 0
     for cmd in ("run", "decode", "generate"):
         assert cmd in res.stdout
+
+
+def test_smoke_run_generates_the_sample_and_prints_books_and_features(tmp_path):
+    res = hftbot("run", "--config-name", "smoke", f"feed.sample.dir={tmp_path / 'samples'}",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode == 0, res.stderr
+    assert "generating sample feed" in res.stdout
+    assert "20,000 decoded of 20,000 blocks" in res.stdout
+    assert "missing refs 0" in res.stdout and "crossed updates 0" in res.stdout
+    for sym in ("AAPL", "MSFT", "NVDA"):
+        assert f"features {sym}" in res.stdout
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["book"]["stats"]["adds"] > 0 and rep["book"]["symbols"]["AAPL"]["bids"]
+    assert rep["features"]["AAPL"]["rows"] > 0
+    # a second run reuses the sample instead of generating it again
+    again = hftbot("run", "--config-name", "smoke", f"feed.sample.dir={tmp_path / 'samples'}",
+                   f"hydra.run.dir={tmp_path / 'run2'}")
+    assert again.returncode == 0 and "generating" not in again.stdout
