@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from pathlib import Path
 
 import numpy as np
 
@@ -85,3 +86,16 @@ def binaryfile(msgs: list[bytes], end_of_session: bool = True) -> bytes:
 
 def as_array(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def read_binaryfile(path) -> tuple[list[bytes], bytes]:
+    """Records until the zero-length one; returns (messages, bytes after the records)."""
+    data = Path(path).read_bytes()
+    p, out = 0, []
+    while p + 2 <= len(data):
+        (ln,) = struct.unpack_from(">H", data, p)
+        if ln == 0:
+            return out, data[p:]
+        out.append(data[p + 2 : p + 2 + ln])
+        p += 2 + ln
+    return out, data[p:]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from kernels import cpu
+from tests.packets import read_binaryfile
 from kernels import stats as S
 from kernels.events import EventTable, unpack_ascii
 from replay.generator import (
@@ -33,18 +34,6 @@ N = 200_000
 K = 64
 SEED = 7
 HALT_RATE = 1e-4  # a few halts in N messages (the default is rarer)
-
-
-def read_binaryfile(path) -> tuple[list[bytes], bytes]:
-    data = Path(path).read_bytes()
-    p, out = 0, []
-    while p + 2 <= len(data):
-        (ln,) = struct.unpack_from(">H", data, p)
-        if ln == 0:
-            return out, data[p:]
-        out.append(data[p + 2 : p + 2 + ln])
-        p += 2 + ln
-    return out, data[p:]
 
 
 def read_pcap_messages(path):

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import stats as S
+from tests.packets import read_binaryfile
 from replay.writers import (
     BinaryFileWriter,
     MoldPcapWriter,
@@ -35,19 +36,6 @@ def _msgs(n: int, seed: int = 0) -> list[bytes]:
         body = rng.integers(0, 256, ln, dtype=np.uint8).tobytes()
         out.append(bytes([65 + i % 26]) + body[1:] if ln > 1 else bytes([65 + i % 26]))
     return out
-
-
-def read_binaryfile(path) -> tuple[list[bytes], bytes]:
-    """Records until the zero-length one; returns (messages, bytes after the records)."""
-    data = Path(path).read_bytes()
-    p, out = 0, []
-    while p + 2 <= len(data):
-        (ln,) = struct.unpack_from(">H", data, p)
-        if ln == 0:
-            return out, data[p:]
-        out.append(data[p + 2 : p + 2 + ln])
-        p += 2 + ln
-    return out, data[p:]
 
 
 def read_mold_pcap(path):
