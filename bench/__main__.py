@@ -1,6 +1,6 @@
 """``make bench``: every figure next to a peer measured in the same run, as a ratio.
 
-  python -m bench [--messages N] [--repeat R]
+  python -m bench [--messages N] [--repeat R] [--book-messages N]
 
 Prints the machine, then one table per stage. Results also go to .cache/bench/latest.json.
 """
@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import decode
+from bench import book, decode
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--messages", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--book-messages", type=int, default=20_000_000,
+                    help="messages in the book benchmark's day (0 skips the book section)")
     args = ap.parse_args(argv)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"hftbot bench  {when}\nmachine       {machine()}\n")
@@ -77,9 +79,14 @@ def main(argv: list[str] | None = None) -> int:
                        ("itchcpp.parse", files["itch"])):
         results[name] = decode.measure(name, path, args.repeat)
         print(row(results[name], results.get("itchcpp.scan") if name != "itchcpp.scan" else None), flush=True)
+    # book: decode + full L3 book against itch-book (bench/book.py)
+    book_results: dict[str, dict] = {}
+    if args.book_messages > 0:
+        print()
+        book_results = book.section(args.book_messages, args.repeat)
     CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / "latest.json").write_text(json.dumps({"when": when, "machine": machine(), "results": results},
-                                                  indent=2))
+    (CACHE / "latest.json").write_text(json.dumps({"when": when, "machine": machine(), "results": results,
+                                                   "book": book_results}, indent=2))
     return 0
 
 
