@@ -58,12 +58,12 @@ def depth(k, state, loc=1, n=10):
 
 
 def slot_of(state, ref):
-    return B.hash_find(state.ok, state.ov, state.ok.shape[0] - 1, np.int64(ref))
+    return B.hash_find(state.ok, state.ov, state.ok.shape[0] - 1, np.int64(ref), False)
 
 
 def queue_refs(state, loc, side, price):
     """Order references of one level, front of the queue first (walking the FIFO links)."""
-    x = B.hash_find(state.lk, state.lv, state.lk.shape[0] - 1, B.level_key(loc * 2 + side, price))
+    x = B.hash_find(state.lk, state.lv, state.lk.shape[0] - 1, B.level_key(loc * 2 + side, price), True)
     out, s = [], state.lj[x, B.K_HEAD]
     while s != -1:
         out.append(int(state.oi[s, B.O_REF]))
