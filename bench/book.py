@@ -33,13 +33,14 @@ is far smaller than a real day's (1.9M-5.3M live orders, ~12k symbols).
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.decode import inmem_binaryfile, peak_rss_mb, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -55,23 +56,6 @@ WHAT = {
     "ours.book.stream": "ours: the same as ours.book, file streamed through CaptureReader (make run)",
 }
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB: ``VmHWM`` of /proc/self/status.
-
-    Not ``getrusage().ru_maxrss``: on Linux that survives fork + exec, so a worker started by a
-    parent holding 500 MB reports at least 500 MB (measured here). ``VmHWM`` belongs to the
-    address space that exec created. Falls back to ``ru_maxrss`` where /proc is missing.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def book_input(n: int, seed: int = 11) -> Path:
@@ -92,25 +76,11 @@ def _inmem_book(k, data: np.ndarray, table, idx, books) -> int:
     """Frame, decode and book the whole in-memory BinaryFILE; returns the events booked.
 
     The book step goes through ``BookStage.__call__`` (one Python call per batch of 2**18
-    messages, which raises on a capacity error), the rest calls the kernels directly like
-    ``bench/decode.py``.
+    messages, which raises on a capacity error); framing and decode are ``bench/decode.py``'s.
     """
-    from kernels import stats as S
-
-    off, length, seq, sess, rx = idx
-    stats = S.new_stats()
-    pos, end, nxt = 0, len(data), 1
-    while True:
-        n, pos, status = k.index_binaryfile(data, pos, end, np.uint64(nxt), off, length, seq, sess, rx, stats)
-        if n == 0:
-            break
-        nxt += n
-        table.n = int(k.decode_batch(data, off, length, seq, sess, rx, n, 0, *table.columns(), stats))
-        books(table)
-        if status != 0:
-            break
     from kernels import book as B
 
+    inmem_binaryfile(k, data, table, idx, after=books)
     return int(books.state.ctr[B.C_EVENTS])
 
 
@@ -178,28 +148,6 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
         del state, books
     return {"messages": n, "best_s": best, "max_orders": max_orders, "max_levels": max_levels,
             "feature_rows": features, "rss_loaded_mb": round(loaded, 1)}
-
-
-def run_reference(name: str, path: str, repeat: int) -> dict:
-    """``bench.reference.measure_one`` with the RSS read from ``VmHWM`` (see :func:`peak_rss_mb`):
-    the same timed call (``_time_raw``: fresh reference state per repetition, input in memory)."""
-    import importlib
-
-    from bench import reference as R
-
-    name = R.ALIASES.get(name, name)
-    R._require(name.split(".")[0])
-    if name.startswith("itchcpp"):
-        importlib.import_module("itchcpp.book")
-    data = R.load(path)
-    loaded = peak_rss_mb()
-    n, best = R._time_raw(name, data, repeat)
-    peak = peak_rss_mb()
-    if n < 0:
-        n = R.count_messages(data)  # untimed, after the peak was read
-    return {"name": name, "what": R.REFERENCES[name][1], "messages": n, "best_s": best,
-            "rss_loaded_mb": round(loaded, 1), "rss_peak_mb": round(peak, 1),
-            "input_mb": round(len(data) / 2**20, 1)}
 
 
 def worker(name: str, path: str, repeat: int, max_orders: int, max_levels: int) -> dict:
