@@ -33,7 +33,7 @@ $(APT_STAMP): | $(VENV)/bin/python
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cuda,test]'
+	$(PY) -m pip install -q -e '.[cuda,test,train]'
 	@touch $@
 
 setup: $(STAMP) $(APT_STAMP) ## create .venv, install pip and Debian packages (done by every target)
@@ -49,6 +49,10 @@ bench: setup ## run the benchmarks; prints each figure next to a peer measured i
 
 generate: setup ## write a synthetic feed: make generate ARGS='out.pcap --messages 1000000'
 	$(VENV)/bin/hftbot generate $(ARGS)
+
+.PHONY: train
+train: setup ## train the default model: make train [ARGS='--messages 200000 --seed 1 --out models/default']
+	$(VENV)/bin/hftbot train $(ARGS)
 
 clean: ## remove caches, runs and generated samples (keeps .venv)
 	rm -rf .cache runs outputs .pytest_cache .hypothesis

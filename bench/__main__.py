@@ -87,6 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "latest.json").write_text(json.dumps({"when": when, "machine": machine(), "results": results,
                                                    "book": book_results}, indent=2))
+    # model: inference latency per event and batched throughput, numba vs onnxruntime (bench/model.py)
+    from bench import model as model_bench
+
+    print()
+    latest = json.loads((CACHE / "latest.json").read_text())
+    latest["model"] = model_bench.section(repeat=args.repeat)
+    (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
+    # risk: the full pre-trade check set per intent, njit vs plain Python (bench/risk.py)
+    from bench import risk as risk_bench
+
+    print()
+    latest = json.loads((CACHE / "latest.json").read_text())
+    latest["risk"] = risk_bench.section(100_000, args.repeat)
+    (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
     return 0
 
 

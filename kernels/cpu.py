@@ -32,3 +32,25 @@ from kernels import book as _book  # noqa: E402
 
 apply_events = _jit(_book.apply_events)
 top_levels = _jit(_book.top_levels)
+
+# --- model inference (kernels/model.py) ---------------------------------------------------------
+from kernels import model as _model  # noqa: E402
+
+# fast-math: the dot products of the MLP reassociate, so they vectorise (model.py docstring)
+predict_batch = njit(cache=True, nogil=True, _nrt=False, fastmath=True)(_model.predict_batch)
+prepare_inputs = _jit(_model.prepare_inputs)
+
+# --- risk (kernels/risk.py) ---------------------------------------------------------------------
+from kernels import risk as _risk  # noqa: E402
+
+check_intents = _jit(_risk.check_intents)
+apply_exec = _jit(_risk.apply_exec)
+feed_health = _jit(_risk.feed_health)
+mark_to_market = _jit(_risk.mark_to_market)
+kill_switch = _jit(_risk.kill_switch)
+
+# --- strategy (kernels/strategy.py) -------------------------------------------------------------
+from kernels import strategy as _strategy  # noqa: E402
+
+strategy_batch = _jit(_strategy.strategy_batch)
+strategy_ack = _jit(_strategy.strategy_ack)

@@ -198,3 +198,161 @@ def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, st
 def top_levels(book, depth, bk, li, lj, out):
     r = _run_single(_top_levels_kernel, (book, depth, bk, li, lj, out), (5,))
     return int(r[0])
+
+
+# --- model inference (kernels/model.py): one thread per feature row -----------------------------
+from numba import float64 as _f64  # noqa: E402
+
+from kernels import model as _model  # noqa: E402
+
+_predict_row = cuda.jit(device=True)(_model.predict_row)
+_input_value = cuda.jit(device=True)(_model.input_value)
+_MAX_WIDTH = _model.MAX_WIDTH  # a module-level int: a compile-time constant for cuda.local.array
+
+
+@cuda.jit
+def _predict_kernel(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, out):
+    r = cuda.grid(1)
+    if r < n:
+        h = cuda.local.array((2, _MAX_WIDTH), _f64)
+        out[r] = _predict_row(f, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h)
+
+
+@cuda.jit
+def _prepare_inputs_kernel(f, n, in_col, in_rel, x):
+    r = cuda.grid(1)
+    if r < n:
+        for i in range(in_col.shape[0]):
+            x[r, i] = _input_value(f, r, in_col[i], in_rel[i])
+
+
+def predict_batch(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, hb, out):
+    """Same contract as the CPU ``predict_batch`` (``h``, ``hb`` are unused: each thread has its
+    own scratch); host arrays in and out, staged per call (the per-batch edge)."""
+    if n == 0:
+        return 0
+    d_model = [cuda.to_device(a) for a in (in_col, in_rel, in_scale, in_shift)]
+    d_layers = [cuda.to_device(a) for a in (dims, w, w_off, b, b_off, act)]
+    d_f = cuda.to_device(f[:n])
+    d_out = cuda.device_array(n, dtype=np.float64)
+    blocks = (n + THREADS - 1) // THREADS
+    _predict_kernel[blocks, THREADS](d_f, n, *d_model, n_layers, *d_layers, d_out)
+    d_out.copy_to_host(out[:n])
+    return n
+
+
+def prepare_inputs(f, n, in_col, in_rel, x):
+    if n == 0:
+        return 0
+    d_f = cuda.to_device(f[:n])
+    d_x = cuda.device_array((n, x.shape[1]), dtype=x.dtype)
+    blocks = (n + THREADS - 1) // THREADS
+    _prepare_inputs_kernel[blocks, THREADS](d_f, n, cuda.to_device(in_col), cuda.to_device(in_rel), d_x)
+    d_x.copy_to_host(x[:n])
+    return n
+
+
+# --- risk (kernels/risk.py): the checks are a chain over shared state, one thread per call -------
+from kernels import risk as _risk  # noqa: E402
+
+_check_intents = cuda.jit(device=True)(_risk.check_intents)
+_apply_exec = cuda.jit(device=True)(_risk.apply_exec)
+_feed_health = cuda.jit(device=True)(_risk.feed_health)
+_mark_to_market = cuda.jit(device=True)(_risk.mark_to_market)
+_kill_switch = cuda.jit(device=True)(_risk.kill_switch)
+
+
+@cuda.jit
+def _check_intents_kernel(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym,
+                          out):
+    if cuda.grid(1) == 0:
+        out[0] = _check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
+                                sym)
+
+
+@cuda.jit
+def _apply_exec_kernel(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym, out):
+    if cuda.grid(1) == 0:
+        out[0] = _apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+
+
+@cuda.jit
+def _feed_health_kernel(n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym, out):
+    if cuda.grid(1) == 0:
+        out[0] = _feed_health(n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym)
+
+
+@cuda.jit
+def _mark_to_market_kernel(now, out_rows, g, lim, ps, ro, bk, li, sym, out):
+    if cuda.grid(1) == 0:
+        out[0] = _mark_to_market(now, out_rows, g, lim, ps, ro, bk, li, sym)
+
+
+@cuda.jit
+def _kill_switch_kernel(reason, now, out_rows, g, ro, out):
+    if cuda.grid(1) == 0:
+        out[0] = _kill_switch(reason, now, out_rows, g, ro)
+
+
+# the risk arrays a call changes (copied back): decisions, orders out, g, ls, ps, hs, ro, oh, ofree, st, rt, rc
+def check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
+    args = (n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+    r = _run_single(_check_intents_kernel, args, (2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14))
+    return int(r[0])
+
+
+def apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
+    args = (n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+    r = _run_single(_apply_exec_kernel, args, (2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13))
+    return int(r[0])
+
+
+def feed_health(n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym):
+    if n == 0:
+        return 0
+    args = (n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym)
+    r = _run_single(_feed_health_kernel, args, (5, 7, 8, 9))
+    return int(r[0])
+
+
+def mark_to_market(now, out_rows, g, lim, ps, ro, bk, li, sym):
+    r = _run_single(_mark_to_market_kernel, (now, out_rows, g, lim, ps, ro, bk, li, sym), (1, 2, 4, 5))
+    return int(r[0])
+
+
+def kill_switch(reason, now, out_rows, g, ro):
+    r = _run_single(_kill_switch_kernel, (reason, now, out_rows, g, ro), (2, 3, 4))
+    return int(r[0])
+
+
+# --- strategy (kernels/strategy.py): one thread, a chain over per-symbol state -------------------
+from kernels import strategy as _strategy  # noqa: E402
+
+_strategy_batch = cuda.jit(device=True)(_strategy.strategy_batch)
+_strategy_ack = cuda.jit(device=True)(_strategy.strategy_ack)
+
+
+@cuda.jit
+def _strategy_batch_kernel(n, pred, f, fk, ps, ss, sg, pf, pi, intents, out):
+    if cuda.grid(1) == 0:
+        out[0] = _strategy_batch(n, pred, f, fk, ps, ss, sg, pf, pi, intents)
+
+
+@cuda.jit
+def _strategy_ack_kernel(n, intents, decisions, ss, sg, out):
+    if cuda.grid(1) == 0:
+        out[0] = _strategy_ack(n, intents, decisions, ss, sg)
+
+
+def strategy_batch(n, pred, f, fk, ps, ss, sg, pf, pi, intents):
+    if n == 0:
+        return 0
+    r = _run_single(_strategy_batch_kernel, (n, pred, f, fk, ps, ss, sg, pf, pi, intents), (5, 6, 9))
+    return int(r[0])
+
+
+def strategy_ack(n, intents, decisions, ss, sg):
+    if n == 0:
+        return 0
+    r = _run_single(_strategy_ack_kernel, (n, intents, decisions, ss, sg), (3, 4))
+    return int(r[0])

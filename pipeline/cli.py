@@ -4,6 +4,8 @@
   hftbot decode FILE                  ITCH 5.0 messages of a pcap / pcapng / BinaryFILE as JSON lines
   hftbot book FILE --symbols A,B      order books of some symbols at the end (or --at a time) as JSON lines
   hftbot generate OUT                 write a synthetic ITCH feed (pcap or BinaryFILE)
+  hftbot train [--out models/default] train the model (ONNX + sidecar) on the generated feed or a capture
+  hftbot kill [--file F] [--pid P]    stop a running pipeline: no new orders, cancel every working order
 """
 
 from __future__ import annotations
@@ -153,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--symbols", type=int, default=64)
     g.add_argument("--seed", type=int, default=1)
     g.set_defaults(func=cmd_generate)
+    from pipeline.train import add_arguments as _train_arguments, cmd_train
+
+    tr = sub.add_parser("train", help="train the model: replay a feed, fit a small MLP (PyTorch, CPU), "
+                        "write ONNX + JSON sidecar, print out-of-sample metrics")
+    _train_arguments(tr)
+    tr.set_defaults(func=cmd_train)
+    from pipeline.risk import add_kill_arguments, cmd_kill
+
+    kl = sub.add_parser("kill", help="engage the kill switch of a running pipeline: touch its kill file "
+                        "(risk.kill.file) and/or send SIGUSR1 to --pid")
+    add_kill_arguments(kl)
+    kl.set_defaults(func=cmd_kill)
     return p
 
 

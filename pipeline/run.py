@@ -15,6 +15,8 @@ from pipeline.feed import open_reader, resolve_input
 from pipeline.book import BookStage, BookState
 from pipeline.stages import DecodeStage
 from replay.report import FeatureSummary, book_summary, feed_summary, format_summary
+from replay.report import IntentSummary, format_intents
+from pipeline.strategy import model_and_strategy
 
 
 def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -29,11 +31,17 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     books = BookStage(backend, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
                       tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
     fsum = FeatureSummary()
+    model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, log=log)
+    isum = IntentSummary()
     t0 = time.perf_counter()
     t_first = None
     for batch in reader:
         events = decode(batch)
-        fsum.add(books(events))
+        fb = books(events)
+        fsum.add(fb)
+        if model is not None:
+            preds = model(fb)
+            isum.add(strategy(preds) if strategy is not None else None, preds.n)
         if t_first is None:
             t_first = time.perf_counter()
     t1 = time.perf_counter()
@@ -50,6 +58,9 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         "book": book_summary(state, backend, list(ft.symbols), b.depth),
         "features": fsum.result(state),
         "trailing_bytes": reader.trailing_bytes,
+        "model": {"backend": model.name, "path": str(model.model.path), "horizon_rows": model.model.horizon}
+        if model is not None else {},
+        "intents": isum.result(state, strategy.counters() if strategy is not None else None),
         "error": reader.error,
         "timing": {
             "elapsed_s": elapsed,
@@ -59,6 +70,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         },
     }
     log(format_summary(rep, cfg.report.top_types))
+    if rep["model"]:
+        log(format_intents(rep))
     if out_dir is not None and cfg.report.save:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(rep, indent=2))

@@ -63,6 +63,44 @@ class FeatureSummary:
         return out
 
 
+def format_risk(risk: dict[str, Any]) -> list[str]:
+    """Summary lines for the risk stage (``pipeline.risk.RiskStage.summary()``): intents,
+    rejections by reason name, kill switch, orders, fills, PnL and exposure (money is Price(4)
+    x shares in the dict, printed in dollars). The run loop appends them to the summary."""
+    d = 10_000.0
+    down = ", FIX session down" if risk["disconnected"] else ""
+    lines = [f"risk       {risk['intents']:,} intents: {risk['accepted']:,} accepted, {risk['rejected']:,} "
+             f"rejected; kill switch {risk['kill_switch']}{down}"]
+    rej = risk["rejections"]
+    if rej:
+        by_count = sorted(rej.items(), key=lambda kv: -kv[1])
+        lines.append("rejected   " + ", ".join(f"{k} {v:,}" for k, v in by_count))
+    else:
+        lines.append("rejected   nothing")
+    rc, h = risk["risk_cancels"], risk["hedges"]
+    lines.append(f"orders     {risk['open_orders']:,} open; {risk['exec_events']:,} execution events, "
+                 f"{risk['fills']:,} fills ({risk['filled_qty']:,} shares), unknown "
+                 f"{risk['unknown_exec']:,}, overfills {risk['overfills']:,}; risk cancels: kill "
+                 f"{rc['kill']:,}, disconnect {rc['disconnect']:,}, throttle {rc['throttle']:,}; hedges "
+                 f"{h['sent']:,} sent, {h['rejected']:,} rejected")
+    if risk["strategies_disabled"]:
+        lines.append(f"disabled   strategies {risk['strategies_disabled']} (repeated-execution throttle; "
+                     "re-enable by hand)")
+    p, e = risk["pnl"], risk["exposure"]
+    lines.append(f"pnl        ${p['total'] / d:,.2f} (realised ${p['realised'] / d:,.2f}, unrealised "
+                 f"${p['unrealised'] / d:,.2f}, peak ${p['peak'] / d:,.2f}); exposure gross "
+                 f"${e['gross'] / d:,.0f}, net ${e['net_short'] / d:,.0f}..${e['net_long'] / d:,.0f}, "
+                 f"credit ${e['credit'] / d:,.0f}")
+    for name, q in list(risk["positions"].items())[:20]:
+        lines.append(f"  {name:<8} position {q['position']:+,}  mark {q['mark'] / d:,.4f}  realised "
+                     f"${q['realised'] / d:,.2f}  unrealised ${q['unrealised'] / d:,.2f}")
+    f = risk["feed"]
+    if f["gaps"] or f["sessions_with_open_gap"]:
+        lines.append(f"stale      {f['gaps']:,} feed gaps; sessions with an open gap: "
+                     f"{f['sessions_with_open_gap']}")
+    return lines
+
+
 def truncation_line(decoded: int, trailing: int) -> str:
     return f"{decoded} messages decoded, {trailing} trailing bytes"
 
@@ -119,4 +157,55 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
                  f"(JIT load + first chunk)")
     lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s "
                  f"(read + frame + decode + books + features, one core)")
+    return "\n".join(lines)
+
+
+class IntentSummary:
+    """Order intents counted by symbol and side (and by kind: quote, take, cancel), plus the
+    model rows seen; ``format_intents`` prints it."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, np.ndarray] = {}  # locate -> [buy, sell, quote, take, cancel]
+        self.predictions = 0
+
+    def add(self, batch, predictions: int = 0) -> None:
+        from kernels import intents as IN
+
+        self.predictions += int(predictions)
+        if batch is None or batch.n == 0:
+            return
+        r = batch.rows[: batch.n]
+        cancel = r[:, IN.I_KIND] == IN.KIND_CANCEL
+        cols = (r[:, IN.I_SIDE] == IN.SIDE_BUY, r[:, IN.I_SIDE] == IN.SIDE_SELL,
+                ~cancel & (r[:, IN.I_STYLE] == IN.STYLE_QUOTE), ~cancel & (r[:, IN.I_STYLE] == IN.STYLE_TAKE), cancel)
+        table = np.stack(cols, axis=1).astype(np.int64)
+        for loc in np.unique(r[:, IN.I_LOCATE]):
+            c = self.counts.setdefault(int(loc), np.zeros(5, np.int64))
+            c += table[r[:, IN.I_LOCATE] == loc].sum(axis=0)
+
+    def result(self, state, counters: dict[str, int] | None = None) -> dict[str, Any]:
+        by_symbol = {}
+        for loc, c in sorted(self.counts.items()):
+            by_symbol[state.stock_of(loc) or str(loc)] = dict(zip(("buy", "sell", "quote", "take", "cancel"),
+                                                                  (int(x) for x in c)))
+        total = int(sum(int(c[0] + c[1]) for c in self.counts.values()))
+        return {"predictions": self.predictions, "total": total, "by_symbol": by_symbol, "strategy": counters or {}}
+
+
+def format_intents(rep: dict[str, Any]) -> str:
+    """Summary lines for the model and the strategy: predictions, intents by symbol and side."""
+    m, it = rep.get("model", {}), rep.get("intents", {})
+    lines = []
+    if m:
+        lines.append(f"model      {m['path']} ({m['backend']}), {it.get('predictions', 0):,} predictions; "
+                     f"horizon {m['horizon_rows']} rows")
+    if it and it.get("strategy"):
+        s = it["strategy"]
+        lines.append(f"intents    {it['total']:,}: {s['quotes']:,} quotes, {s['takes']:,} takes, {s['cancels']:,} "
+                     f"cancels; held back by position {s['held_by_position']:,}, by self-cross "
+                     f"{s['held_self_cross']:,}; rows skipped: book {s['skipped_book']:,}, interval "
+                     f"{s['skipped_interval']:,}")
+        for name, c in it["by_symbol"].items():
+            lines.append(f"  {name:<8} buy {c['buy']:>8,}  sell {c['sell']:>8,}   (quote {c['quote']:,}, take "
+                         f"{c['take']:,}, cancel {c['cancel']:,})")
     return "\n".join(lines)
