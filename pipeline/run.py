@@ -1,4 +1,7 @@
-"""The run loop: frame source -> decode -> books and features -> (model, risk, FIX later) -> report."""
+"""The run loop: frame source -> decode -> books and features -> model -> strategy -> risk -> report.
+
+(The FIX bridge and the venue simulator that would send risk's accepted orders and return fills
+are a later stage: until then accepted orders stay working in risk's books.)"""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from pipeline.feed import open_reader, resolve_input
 from pipeline.book import BookStage, BookState
 from pipeline.stages import DecodeStage
 from replay.report import FeatureSummary, book_summary, feed_summary, format_summary
-from replay.report import IntentSummary, format_intents
+from replay.report import IntentSummary, format_intents, format_risk
+from pipeline.risk import RiskStage
 from pipeline.strategy import model_and_strategy
 
 
@@ -31,19 +35,30 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     books = BookStage(backend, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
                       tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
     fsum = FeatureSummary()
-    model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, log=log)
+    risk = RiskStage.from_config(backend, cfg, state)
+    model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, positions=risk.state.ps, log=log)
     isum = IntentSummary()
+    if risk.wants_signal:
+        risk.install_signal_handler()
     t0 = time.perf_counter()
     t_first = None
-    for batch in reader:
-        events = decode(batch)
-        fb = books(events)
-        fsum.add(fb)
-        if model is not None:
-            preds = model(fb)
-            isum.add(strategy(preds) if strategy is not None else None, preds.n)
-        if t_first is None:
-            t_first = time.perf_counter()
+    try:
+        for batch in reader:
+            events = decode(batch)
+            fb = books(events)
+            fsum.add(fb)
+            risk.on_events(events)
+            risk.poll()
+            if model is not None:
+                preds = model(fb)
+                intents = strategy(preds) if strategy is not None else None
+                if intents is not None and intents.n:
+                    strategy.on_decisions(intents, risk.check(intents.rows, intents.n).decisions)
+                isum.add(intents, preds.n)
+            if t_first is None:
+                t_first = time.perf_counter()
+    finally:
+        risk.remove_signal_handler()
     t1 = time.perf_counter()
     feed = feed_summary(reader.stats)
     elapsed = t1 - t0
@@ -61,6 +76,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         "model": {"backend": model.name, "path": str(model.model.path), "horizon_rows": model.model.horizon}
         if model is not None else {},
         "intents": isum.result(state, strategy.counters() if strategy is not None else None),
+        "risk": risk.summary(),
         "error": reader.error,
         "timing": {
             "elapsed_s": elapsed,
@@ -72,6 +88,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     log(format_summary(rep, cfg.report.top_types))
     if rep["model"]:
         log(format_intents(rep))
+    log("\n".join(format_risk(rep["risk"])))
     if out_dir is not None and cfg.report.save:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(rep, indent=2))
