@@ -88,7 +88,7 @@ S_UPDATE_TS = 12   # time of the last book update
 S_HALT_OP = 13     # 'h' operational halt action ('H' halted, 'T' resumed)
 N_SYM_I = 16
 
-@register_jitable(inline="always")
+@register_jitable
 def _home(key, mask):
     """Home slot of a key in a power-of-two table (at most 2**31 slots).
 
@@ -107,7 +107,7 @@ _C2 = np.int64(0x85EBCA6B)
 _C3 = np.int64(0xC2B2AE35)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def _mixed_home(key, mask):
     """Home slot for keys without sequential structure (price levels): a murmur3-style
     finaliser on 31 bits, so every product stays below 2**63 and nothing wraps (the simulator
@@ -124,7 +124,7 @@ def _mixed_home(key, mask):
     return x & mask
 
 
-@register_jitable(inline="always")
+@register_jitable
 def home_of(key, mask, mixed):
     if mixed:
         return _mixed_home(key, mask)
@@ -196,13 +196,13 @@ def hash_delete(keys, vals, mask, key, mixed):
     return found
 
 
-@register_jitable(inline="always")
+@register_jitable
 def level_key(book, price):
     """(book, price) -> one unique int64 key (prices are below 2**33)."""
     return (np.int64(book) << 33) | np.int64(price)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def better(side, a, b):
     """Is price ``a`` better than ``b`` on this side (bids: higher; asks: lower)?"""
     if side == 0:
@@ -369,7 +369,7 @@ def queue_ahead(s, oi, oj):
     return n, sh
 
 
-@register_jitable(inline="always")
+@register_jitable
 def best_of(book, bk, li):
     """(price, shares) at the best level of ``book``, (0, 0) when the side is empty."""
     b = bk[book, B_BEST]

@@ -16,7 +16,7 @@ from numba.extending import register_jitable
 
 from kernels import stats as S
 from kernels.itch_spec import LENGTHS
-from kernels.wire import rd_u16, rd_u32, rd_u48, rd_u64
+from kernels.wire import inline_cpu, rd_u16, rd_u32, rd_u48, rd_u64
 
 _LEN = np.zeros(256, dtype=np.int64)
 for _t, _l in LENGTHS.items():
@@ -119,7 +119,7 @@ def decode_rare(buf, o, t, row, shares, price, match, stock, mpid, aux, alpha):
         aux[row, 4] = rd_u32(buf, o + 44)
 
 
-@register_jitable(inline="always")
+@inline_cpu
 def decode_message(buf, off, length, mseq, msess, mrx, row,
                    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
                    price, match, stock, aux, alpha):

@@ -45,7 +45,9 @@ cash + position x mark exactly and a flat symbol's realised PnL is exact cash.
 from __future__ import annotations
 
 import numpy as np
-from numba.extending import overload, register_jitable
+from numba.extending import register_jitable
+
+from kernels.wire import inline_cpu  # noqa: F401  (CPU-inline, CUDA-plain jitable)
 
 from kernels.book import B_BEST, L_PRICE, S_HALT_OP, S_LAST_PX, S_LULD_LOWER, S_LULD_UPPER, S_STOCK
 from kernels.book import S_TRADING_STATE
@@ -60,17 +62,6 @@ from kernels.intents import (D_ACCEPT, D_OUT, D_REASON, E_ID, E_KIND, E_LOCATE, 
     R_PRICE_COLLAR, R_RESTRICTED, R_SELF_CROSS, R_STALE_GAP, R_STALE_SILENT, R_STRATEGY_DISABLED,
     R_THROTTLE_CANCEL, R_THROTTLE_MODIFY, R_THROTTLE_SUBMIT, R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, SIDE_BUY,
     SIDE_SELL, STYLE_QUOTE, STYLE_TAKE, TIF_DAY, TIF_IOC)
-
-
-def inline_cpu(fn):
-    """``register_jitable``, inlined into its callers on the CPU (numba IR inlining) and a plain
-    device function on CUDA. numba compiles each jitable function apart and never inlines across
-    them, and a call passing a dozen arrays by value costs more than the checks it makes (the
-    median check time halved with inlining). numba-cuda mistypes ``inline="always"`` overloads
-    (their arguments arrive as ``omitted``), so CUDA gets the plain one."""
-    overload(fn, target="cpu", inline="always", strict=False)(lambda *args, **kwargs: fn)
-    overload(fn, target="cuda", strict=False)(lambda *args, **kwargs: fn)
-    return fn
 
 
 # --- globals g[...] ----------------------------------------------------------------------------

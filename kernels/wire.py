@@ -1,7 +1,9 @@
 """Big-endian field readers and writers on ``uint8`` buffers, callable from both backends.
 
 ``register_jitable`` makes a plain function callable from ``njit`` and ``cuda.jit`` code alike
-(and under the CUDA simulator it stays plain Python). Every value is widened explicitly before
+(and under the CUDA simulator it stays plain Python). These are tiny: LLVM inlines them
+(``kernels/cpu.py`` raises its inline threshold); numba's own ``inline="always"`` is not used,
+since numba-cuda cannot type such functions for a real GPU. Every value is widened explicitly before
 shifting: numpy ``uint8`` scalars would overflow under the simulator's Python semantics.
 Callers bounds-check; these do not.
 """
@@ -9,15 +11,26 @@ Callers bounds-check; these do not.
 from __future__ import annotations
 
 import numpy as np
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 
-@register_jitable(inline="always")
+def inline_cpu(fn):
+    """``register_jitable``, inlined into its callers on the CPU (numba IR inlining) and a plain
+    device function on CUDA. numba compiles each jitable function apart and never inlines across
+    them, and a call passing a dozen arrays by value costs more than the work it does.
+    numba-cuda mistypes ``inline="always"`` overloads (their arguments arrive as ``omitted``:
+    the kernel then does not compile for a real GPU), so CUDA gets the plain one."""
+    overload(fn, target="cpu", inline="always", strict=False)(lambda *args, **kwargs: fn)
+    overload(fn, target="cuda", strict=False)(lambda *args, **kwargs: fn)
+    return fn
+
+
+@register_jitable
 def rd_u16(b, o):
     return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u32(b, o):
     return (
         (np.int64(b[o]) << 24) | (np.int64(b[o + 1]) << 16) | (np.int64(b[o + 2]) << 8)
@@ -25,12 +38,12 @@ def rd_u32(b, o):
     )
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u48(b, o):
     return (rd_u16(b, o) << 32) | rd_u32(b, o + 2)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u64(b, o):
     """Unsigned 64-bit value as ``uint64`` (no float promotion: uint64 ops only)."""
     hi = np.uint64(rd_u32(b, o))
@@ -38,12 +51,12 @@ def rd_u64(b, o):
     return (hi << np.uint64(32)) | lo
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u16_le(b, o):
     return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u32_le(b, o):
     return (
         np.int64(b[o]) | (np.int64(b[o + 1]) << 8) | (np.int64(b[o + 2]) << 16)
@@ -51,7 +64,7 @@ def rd_u32_le(b, o):
     )
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u32_e(b, o, little):
     """32-bit unsigned in the byte order of a capture file section."""
     if little:
@@ -59,20 +72,20 @@ def rd_u32_e(b, o, little):
     return rd_u32(b, o)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def rd_u16_e(b, o, little):
     if little:
         return rd_u16_le(b, o)
     return rd_u16(b, o)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def wr_u16(b, o, v):
     b[o] = (v >> 8) & 0xFF
     b[o + 1] = v & 0xFF
 
 
-@register_jitable(inline="always")
+@register_jitable
 def wr_u32(b, o, v):
     b[o] = (v >> 24) & 0xFF
     b[o + 1] = (v >> 16) & 0xFF
@@ -80,19 +93,19 @@ def wr_u32(b, o, v):
     b[o + 3] = v & 0xFF
 
 
-@register_jitable(inline="always")
+@register_jitable
 def wr_u48(b, o, v):
     wr_u16(b, o, (v >> 32) & 0xFFFF)
     wr_u32(b, o + 2, v & 0xFFFFFFFF)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def wr_u64(b, o, v):
     wr_u32(b, o, (v >> 32) & 0xFFFFFFFF)
     wr_u32(b, o + 4, v & 0xFFFFFFFF)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def wr_u32_le(b, o, v):
     b[o] = v & 0xFF
     b[o + 1] = (v >> 8) & 0xFF
