@@ -35,25 +35,11 @@ BATCH = 1 << 16
 
 
 def _rdtsc_tools():
-    from llvmlite import ir
-    from numba import njit, types
-    from numba.core import cgutils
-    from numba.extending import intrinsic
+    from numba import njit
 
+    from bench.clock import rdtsc
+    from bench.clock import tsc as ticks
     from kernels import model as KM
-
-    @intrinsic
-    def rdtsc(typingctx):
-        def codegen(context, builder, signature, args):
-            fnty = ir.FunctionType(ir.IntType(64), [])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
-            return builder.call(fn, [])
-
-        return types.int64(), codegen
-
-    @njit(nogil=True)
-    def ticks():
-        return rdtsc()
 
     @njit(nogil=True, fastmath=True)  # as kernels.cpu compiles predict_batch
     def per_event(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, out, dt):

@@ -37,10 +37,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from kernels import intents as IN
 from kernels import risk as R
@@ -51,19 +48,8 @@ GOAL_P99_NS = 100.0
 
 
 # --- time-stamp counter in compiled code ------------------------------------------------------------
-@intrinsic
-def _rdtsc(typingctx):
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
-        return builder.call(fn, [])
-
-    return types.int64(), codegen
-
-
-@njit(nogil=True)
-def _tsc():
-    return _rdtsc()
+from bench.clock import rdtsc as _rdtsc  # noqa: E402
+from bench.clock import tsc as _tsc  # noqa: E402
 
 
 @njit(nogil=True)
