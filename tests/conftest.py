@@ -53,14 +53,11 @@ def decode_blocks(k, blocks: list[bytes]):
     from kernels import stats as S
     from kernels.events import EventTable
 
-    buf = np.frombuffer(b"".join(blocks) or b"\0", dtype=np.uint8).copy()
+    from tests.packets import lay_out
+
+    buf, off, length = lay_out(blocks)
+    length = length.astype(np.int32)
     n = len(blocks)
-    off = np.zeros(max(n, 1), np.int64)
-    length = np.zeros(max(n, 1), np.int32)
-    o = 0
-    for i, b in enumerate(blocks):
-        off[i], length[i] = o, len(b)
-        o += len(b)
     seq = np.arange(1, max(n, 1) + 1, dtype=np.uint64)
     sess = np.zeros(max(n, 1), np.uint16)
     rx = np.zeros(max(n, 1), np.int64)

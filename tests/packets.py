@@ -84,6 +84,15 @@ def binaryfile(msgs: list[bytes], end_of_session: bool = True) -> bytes:
     return body + (b"\0\0" if end_of_session else b"")
 
 
+def lay_out(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte strings back to back in one uint8 buffer: (buf, offsets int64, lengths int64),
+    arrays at least one long so kernels get a valid buffer for an empty list."""
+    buf = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8).copy()
+    lengths = np.array([len(p) for p in parts] or [0], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return buf, offsets, lengths
+
+
 def as_array(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).copy()
 

@@ -7,19 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import stats as S
-from tests.packets import add_order, as_array, mold
+from tests.packets import add_order, lay_out, mold
 
 
 def split(k, payloads: list[bytes], max_sessions: int = 4, state=None):
     """Run ``split_mold`` over payloads laid out back to back; returns (seqs, sessions, stats, state)."""
-    buf = as_array(b"".join(payloads) or b"\0")
+    buf, pay_off, pay_len = lay_out(payloads)
     n = len(payloads)
-    pay_off = np.zeros(max(n, 1), np.int64)
-    pay_len = np.zeros(max(n, 1), np.int64)
-    o = 0
-    for i, p in enumerate(payloads):
-        pay_off[i], pay_len[i] = o, len(p)
-        o += len(p)
     pay_rx = np.arange(max(n, 1), dtype=np.int64) * 10
     if state is None:
         state = (np.zeros((max_sessions, 10), np.uint8), np.zeros(max_sessions, np.uint64), np.zeros(1, np.int64))
@@ -114,9 +108,7 @@ def test_split_stops_before_a_packet_that_would_overflow_the_batch_and_resumes()
     from kernels import cpu
 
     payloads = [mold(b"S1", 1 + 40_000 * i, [b"D" + bytes(18)] * 40_000) for i in range(3)]
-    buf = as_array(b"".join(payloads))
-    lens = np.array([len(p) for p in payloads], np.int64)
-    offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    buf, offs, lens = lay_out(payloads)
     rx = np.zeros(3, np.int64)
     state = (np.zeros((2, 10), np.uint8), np.zeros(2, np.uint64), np.zeros(1, np.int64))
     rows = 1 << 16

@@ -178,6 +178,7 @@ import pytest  # noqa: E402
 
 from kernels import risk as R  # noqa: E402
 from pipeline.config import ConfigError  # noqa: E402
+from tests.ptx import compile_in_subprocess  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 
@@ -871,25 +872,6 @@ def test_hftbot_kill_touches_the_kill_file_and_signals_the_pid(tmp_path):
 
 
 PTX_SCRIPT = r'''
-import sys
-import numpy as np
-from numba import cuda, typeof
-from numba.core import types
-
-def ptx(fn, sig):
-    return cuda.compile_ptx(fn, sig, cc=(9, 0))
-
-def probe(a):
-    a[0] = 1
-
-try:
-    ptx(probe, (types.int64[::1],))
-except Exception as exc:  # no NVRTC / NVVM on this machine
-    print("unavailable:", str(exc).splitlines()[0][:200])
-    sys.exit(77)
-# device functions ask the driver for the compute capability: a stand-in for the missing one
-disp = sys.modules["numba.cuda.dispatcher"]
-disp.get_current_device = lambda: type("Dev", (), {"compute_capability": (9, 0)})()
 from kernels import cpu, gpu
 from kernels import intents as IN
 from tests.test_risk import Env
@@ -919,10 +901,4 @@ for name, (k, args) in cases.items():
 def test_risk_kernels_compile_to_ptx_for_a_real_gpu(tmp_path):
     """The simulator runs the bodies as Python; this types and compiles them for sm_90 (NVVM),
     where numba-cuda's NVRTC/NVVM libraries are installed (``numba-cuda[cu13]``)."""
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0", "HFTBOT_TEST_GPU": "1", "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-W", "ignore", "-c", PTX_SCRIPT], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-    if res.returncode == 77:
-        pytest.skip(f"no CUDA compiler libraries here ({res.stdout.strip()}): pip install 'numba-cuda[cu13]'")
-    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    assert res.stdout.count(" ok") == 5
+    compile_in_subprocess(PTX_SCRIPT, expect_ok=5)
