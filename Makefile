@@ -54,6 +54,9 @@ generate: setup ## write a synthetic feed: make generate ARGS='out.pcap --messag
 train: setup ## train the default model: make train [ARGS='--messages 200000 --seed 1 --out models/default']
 	$(VENV)/bin/hftbot train $(ARGS)
 
+# fragments owned by one concern each (XDP programs, GPU toolchain): mk/*.mk
+-include mk/*.mk
+
 clean: ## remove caches, runs and generated samples (keeps .venv)
 	rm -rf .cache runs outputs .pytest_cache .hypothesis
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
