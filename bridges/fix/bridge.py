@@ -1,0 +1,538 @@
+"""The FIX bridge: risk's orders out -> FIX 4.4 on the wire; execution reports -> risk accounting.
+
+Design (the per-order budget is 5 µs; QuickFIX from Python costs 20-50 µs an order, measured in
+``bridges/fix/codec.py``):
+
+- **QuickFIX keeps the session.** A ``SocketInitiator`` with a persistent ``FileStore`` does the
+  logon (credentials from the environment), heartbeats, test requests, resend requests,
+  sequence resets and reconnects; its sequence numbers survive a restart.
+- **The hot path bypasses QuickFIX's message objects.** ``send()`` encodes a whole batch of
+  orders in compiled code (``codec.encode_orders``: header, MsgSeqNum, BodyLength, CheckSum)
+  and writes it to the session's socket with one system call, then advances QuickFIX's next
+  sender sequence number once (``Session.setNextSenderMsgSeqNum``, persisted).
+- **One thread.** The initiator is driven by ``poll()`` from the bridge's caller (never
+  ``start()``), so QuickFIX never writes to the socket while the hot path does.
+- **Resends.** Order messages do not go through QuickFIX's store, so a counterparty resend
+  request for them is answered by QuickFIX with a gap fill; the bridge then re-sends every
+  request still unacknowledged as a new message with PossResend(97)=Y and the same ClOrdID,
+  which the venue de-duplicates (STYLE.md, "FIX"). Every ClOrdID is acknowledged once.
+- **Inbound.** ``fromApp`` copies the raw message bytes into a buffer (one SWIG call); after
+  each ``poll`` the compiled parser turns them into execution events for risk and moves the
+  order state machine (``codec.LEGAL``: impossible transitions are refused, counted, logged).
+
+Python exceptions never leave a QuickFIX callback: with the quickfix-ssl wheel an exception
+that crosses into C++ aborts the process. Every callback catches, counts and logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bridges.fix import codec as C
+from kernels import intents as IN
+
+log = logging.getLogger("hftbot.fix")
+
+
+class FixError(RuntimeError):
+    """The FIX session cannot be set up or used (bad settings, no logon, quickfix missing)."""
+
+
+def _import_quickfix():
+    try:
+        import quickfix as fix
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise FixError("the FIX bridge needs QuickFIX: pip install quickfix-ssl==1.15.1.post4 "
+                       "(or quickfix built from source)") from exc
+    return fix
+
+
+def data_dictionary() -> Path:
+    """The FIX 4.4 data dictionary shipped with the quickfix wheel."""
+    p = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
+    if not p.is_file():
+        raise FixError(f"FIX44.xml not found at {p}: is quickfix-ssl installed in this environment?")
+    return p
+
+
+def session_settings(*, role: str, host: str, port: int, sender: str, target: str, heartbeat_s: int,
+                     state_dir: Path, reconnect_s: int = 1, logon_timeout_s: int = 10, file_log: bool = False,
+                     extra: dict[str, Any] | None = None) -> str:
+    """QuickFIX settings text for one FIX 4.4 session, generated from config (never a committed
+    file). ``role`` is ``initiator`` or ``acceptor``."""
+    if role not in ("initiator", "acceptor"):
+        raise FixError(f"role must be initiator or acceptor, not {role!r}")
+    lines = [
+        "[DEFAULT]",
+        f"ConnectionType={role}",
+        "BeginString=FIX.4.4",
+        f"HeartBtInt={int(heartbeat_s)}",
+        "StartTime=00:00:00",
+        "EndTime=00:00:00",
+        f"FileStorePath={state_dir / 'store'}",
+        "UseDataDictionary=Y",
+        f"DataDictionary={data_dictionary()}",
+        "SocketNodelay=Y",
+        "PersistMessages=Y",
+        f"LogonTimeout={int(logon_timeout_s)}",
+        "TimestampPrecision=6",
+    ]
+    if file_log:
+        lines.append(f"FileLogPath={state_dir / 'log'}")
+    lines += ["[SESSION]", f"SenderCompID={sender}", f"TargetCompID={target}"]
+    if role == "initiator":
+        lines += [f"SocketConnectHost={host}", f"SocketConnectPort={int(port)}",
+                  f"ReconnectInterval={int(reconnect_s)}"]
+    else:
+        lines += [f"SocketAcceptHost={host}", f"SocketAcceptPort={int(port)}"]
+    for k, v in (extra or {}).items():
+        lines.append(f"{k}={v}")
+    return "\n".join(lines) + "\n"
+
+
+def next_epoch(state_dir: Path) -> int:
+    """A counter persisted in the state dir, +1 per start: makes ClOrdIDs unique across restarts."""
+    p = state_dir / "clordid.epoch"
+    n = int(p.read_text().strip() or 0) + 1 if p.is_file() else 1
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(f"{n}\n")
+    tmp.replace(p)
+    return n
+
+
+def _find_socket(host: str, port: int, taken: set[int]) -> int:
+    """The fd of this process's TCP connection to ``host:port`` (QuickFIX's initiator socket)."""
+    want = (socket.gethostbyname(host), int(port))
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in taken:
+            continue
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if s.type == socket.SOCK_STREAM and s.getpeername()[:2] == want:
+                return fd
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return -1
+
+
+class _App:
+    """The QuickFIX application (built lazily so this module imports without quickfix)."""
+
+    @staticmethod
+    def make(bridge: "FixBridge"):
+        fix = _import_quickfix()
+
+        class App(fix.Application):
+            def onCreate(self, sid):
+                bridge._guard(bridge._on_create, sid)
+
+            def onLogon(self, sid):
+                bridge._guard(bridge._on_logon, sid)
+
+            def onLogout(self, sid):
+                bridge._guard(bridge._on_logout, sid)
+
+            def toAdmin(self, msg, sid):
+                bridge._guard(bridge._to_admin, msg)
+
+            def fromAdmin(self, msg, sid):
+                bridge._guard(bridge._from_admin, msg)
+
+            def toApp(self, msg, sid):
+                pass
+
+            def fromApp(self, msg, sid):
+                bridge._guard(bridge._from_app, msg)
+
+        return App()
+
+
+class FixBridge:
+    """One FIX 4.4 initiator session to the venue; see the module docstring.
+
+    ``sym`` is the book's symbol table (``BookState.sym``: stock names by locate); ``date`` the
+    feed's trading date ``YYYYMMDD`` for TransactTime.
+    """
+
+    def __init__(self, *, host: str, port: int, sender: str, target: str, state_dir: Path | str,
+                 sym: np.ndarray, date: str, heartbeat_s: int = 30, reconnect_s: int = 1,
+                 logon_timeout_s: int = 10, prefix: str = "HB", max_orders: int = 1 << 20,
+                 batch_rows: int = 4096, file_log: bool = False, username_env: str = "FIX_USERNAME",
+                 password_env: str = "FIX_PASSWORD", on_sent: Callable[[int], None] | None = None):
+        if not (len(date) == 8 and date.isdigit()):
+            raise FixError(f"bridge.session_date must be YYYYMMDD, got {date!r}")
+        if not prefix.isalnum():
+            raise FixError(f"bridge.clordid_prefix must be letters and digits, got {prefix!r}")
+        self.host, self.port = host, int(port)
+        self.sender, self.target = sender, target
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.sym = sym
+        self.heartbeat_s, self.reconnect_s, self.logon_timeout_s = heartbeat_s, reconnect_s, logon_timeout_s
+        self.file_log = file_log
+        self.username_env, self.password_env = username_env, password_env
+        self.epoch = next_epoch(self.state_dir)
+        self.prefix_str = f"{prefix}{self.epoch}"
+        self.prefix = np.frombuffer(self.prefix_str.encode(), np.uint8).copy()
+        self.date = np.frombuffer(date.encode(), np.uint8).copy()
+        self.sender_b = np.frombuffer(sender.encode(), np.uint8).copy()
+        self.target_b = np.frombuffer(target.encode(), np.uint8).copy()
+        self.max_orders = int(max_orders)
+        self.ot = np.zeros((self.max_orders, C.NO), np.int64)
+        self.msg_ids = np.zeros(self.max_orders, np.int64)
+        cap = 1
+        while cap < 2 * self.max_orders:
+            cap <<= 1
+        self.msg_of = np.zeros((cap, 2), np.int64)
+        self.batch_rows = int(batch_rows)
+        self.out = np.zeros(self.batch_rows * C.MAX_MSG, np.uint8)
+        self.offs = np.zeros(self.batch_rows + 1, np.int64)
+        self.cnt = np.zeros(C.N_COUNTERS, np.int64)
+        self.bad = np.zeros((64, 3), np.int64)
+        self.n_msgs = 0                    # message numbers used (ClOrdID prefix-1 .. prefix-n_msgs)
+        self._logged_illegal = 0
+        # inbound raw application messages, parsed after every poll
+        self._in = bytearray()
+        self._in_starts: list[int] = []
+        self._in_ends: list[int] = []
+        self._ex = np.zeros((1024, IN.NE), np.int64)
+        self._fills = np.zeros((1024, 4), np.int64)
+        self._session_events: list[np.ndarray] = []
+        self.fills: list[np.ndarray] = []
+        self.backlog: list[np.ndarray] = []  # rows that could not go out (session down)
+        self.callback_errors = 0
+        self.session_rejects = 0
+        self.logons = 0
+        self.logouts = 0
+        self.resent = 0
+        self.fd = -1
+        self.logged_on = False
+        self._relogon = False
+        self.sid = None
+        self.session = None
+        self.initiator = None
+        self.on_sent = on_sent
+        #: wall-clock ns when each batch's bytes were written (tick-to-trade), per send() call
+        self.last_write_ns = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        fix = _import_quickfix()
+        text = session_settings(role="initiator", host=self.host, port=self.port, sender=self.sender,
+                                target=self.target, heartbeat_s=self.heartbeat_s, state_dir=self.state_dir,
+                                reconnect_s=self.reconnect_s, logon_timeout_s=self.logon_timeout_s,
+                                file_log=self.file_log)
+        path = self.state_dir / "initiator.cfg"
+        path.write_text(text)
+        settings = fix.SessionSettings(str(path))
+        self._app = _App.make(self)
+        self._store = fix.FileStoreFactory(settings)
+        self._logf = fix.FileLogFactory(settings) if self.file_log else None
+        args = (self._app, self._store, settings) + ((self._logf,) if self._logf is not None else ())
+        self.initiator = fix.SocketInitiator(*args)
+        if wait:
+            self.wait_logon(self.logon_timeout_s)
+
+    def wait_logon(self, timeout_s: float) -> None:
+        t_end = time.monotonic() + timeout_s
+        while not self.logged_on and time.monotonic() < t_end:
+            self.initiator.poll(0.01)   # session events stay queued for the next poll()
+        if not self.logged_on:
+            raise FixError(f"no FIX logon to {self.host}:{self.port} as {self.sender}->{self.target} within "
+                           f"{timeout_s:g} s (is the venue running? bridge.port / venue.port)")
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Log out and stop the initiator (always: QuickFIX segfaults at exit otherwise)."""
+        if self.initiator is None:
+            return
+        try:
+            if self.session is not None and self.logged_on:
+                self.session.logout("end of run")
+                t_end = time.monotonic() + timeout_s
+                while self.logged_on and time.monotonic() < t_end:
+                    self.initiator.poll(0.01)
+        finally:
+            self.initiator.stop(True)
+            self.initiator = None
+            self.fd = -1
+            self.logged_on = False
+
+    def __enter__(self) -> "FixBridge":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- callbacks (never raise: see the module docstring) -----------------------------------------
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - nothing may cross into QuickFIX's C++
+            self.callback_errors += 1
+            log.error("FIX callback %s failed: %r", getattr(fn, "__name__", fn), exc)
+
+    def _on_create(self, sid) -> None:
+        fix = _import_quickfix()
+        self.sid = sid
+        self.session = fix.Session.lookupSession(sid)
+
+    def _on_logon(self, sid) -> None:
+        self.logged_on = True
+        self.logons += 1
+        self._relogon = self.logons > 1
+        self.fd = _find_socket(self.host, self.port, set())
+        if self.fd < 0:
+            log.error("logged on but the session's socket was not found; orders cannot be sent")
+        self._session_events.append(IN.exec_event(IN.EX_CONNECT, ts=self._feed_now()))
+        log.info("FIX logon %s -> %s (fd %d)", self.sender, self.target, self.fd)
+
+    def _on_logout(self, sid) -> None:
+        was = self.logged_on
+        self.logged_on = False
+        self.fd = -1
+        self.logouts += 1
+        if was:
+            self._session_events.append(IN.exec_event(IN.EX_DISCONNECT, ts=self._feed_now()))
+        log.info("FIX logout %s -> %s", self.sender, self.target)
+
+    def _to_admin(self, msg) -> None:
+        fix = _import_quickfix()
+        if msg.getHeader().getField(35) == fix.MsgType_Logon:
+            user = os.environ.get(self.username_env, "")
+            pw = os.environ.get(self.password_env, "")
+            if user:
+                msg.setField(553, user)
+            if pw:
+                msg.setField(554, pw)
+
+    def _from_admin(self, msg) -> None:
+        if msg.getHeader().getField(35) == "3":
+            self.session_rejects += 1
+            log.warning("session-level Reject from the venue: %s", msg.toString().replace("\x01", "|"))
+
+    def _from_app(self, msg) -> None:
+        raw = msg.toString().encode("ascii", "replace")
+        a = len(self._in)
+        self._in += raw
+        self._in_starts.append(a)
+        self._in_ends.append(len(self._in))
+
+    # -- clocks -------------------------------------------------------------------------------------
+    def _feed_now(self) -> int:
+        return int(self.ot[self.n_msgs - 1, C.O_T_FEED]) if self.n_msgs else 0
+
+    # -- hot path -----------------------------------------------------------------------------------
+    def send(self, rows: np.ndarray, n: int | None = None) -> int:
+        """Encode and write ``n`` orders-out rows. Returns the messages written. While the session
+        is down the rows wait in ``backlog`` and go out after the next logon."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1, IN.NI)
+        n = rows.shape[0] if n is None else int(n)
+        if n == 0:
+            return 0
+        if not self.logged_on or self.fd < 0:
+            self.backlog.append(rows[:n].copy())
+            return 0
+        sent = 0
+        for lo in range(0, n, self.batch_rows):
+            sent += self._send_chunk(rows[lo:lo + min(self.batch_rows, n - lo)])
+        return sent
+
+    def _send_chunk(self, rows: np.ndarray) -> int:
+        m = rows.shape[0]
+        if self.n_msgs + m > self.max_orders:
+            raise FixError(f"bridge.max_orders ({self.max_orders:,}) messages used up; raise it")
+        seq0 = int(self.session.getExpectedSenderNum())
+        wall = time.time_ns()
+        k = C.encode_orders(m, rows, self.sym, seq0, wall, self.date, self.sender_b, self.target_b,
+                            self.prefix, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, self.out,
+                            self.offs, 0, self.cnt, self.bad)
+        nbytes = int(self.offs[m])
+        if k:
+            self._write(memoryview(self.out)[:nbytes])
+            self.last_write_ns = time.perf_counter_ns()
+            self.session.setNextSenderMsgSeqNum(seq0 + int(k))
+            first = self.n_msgs
+            self.n_msgs += int(k)
+            self.ot[first:self.n_msgs, C.O_T_SENT] = self.last_write_ns
+            if self.on_sent is not None:
+                self.on_sent(self.n_msgs)
+        self._log_illegal()
+        return int(k)
+
+    def _write(self, data: memoryview) -> None:
+        off = 0
+        while off < len(data):
+            try:
+                off += os.write(self.fd, data[off:])
+            except BlockingIOError:
+                select.select([], [self.fd], [], 1.0)
+            except OSError as exc:
+                # the connection dropped mid-write: the session layer notices on the next poll;
+                # the unacknowledged requests are re-sent after the next logon (PossResend)
+                log.warning("FIX write failed after %d of %d bytes: %s", off, len(data), exc)
+                return
+
+    # -- inbound ------------------------------------------------------------------------------------
+    def poll(self, timeout_s: float = 0.0) -> np.ndarray:
+        """Run QuickFIX for up to ``timeout_s`` (inbound messages, timers, reconnects) and return
+        the execution events that arrived (int64 ``[n, NE]``: fills, acks, cancels, connect /
+        disconnect) for ``RiskStage.on_exec``."""
+        if self.initiator is None:
+            return np.zeros((0, IN.NE), np.int64)
+        self.initiator.poll(float(timeout_s))
+        out = []
+        if self._session_events:
+            out.extend(self._session_events)
+            self._session_events.clear()
+        ev = self._parse()
+        if ev.shape[0]:
+            out.append(ev)
+        if self.logged_on and (self._relogon or self.backlog):
+            self._relogon = False
+            self._after_logon()
+        if not out:
+            return np.zeros((0, IN.NE), np.int64)
+        return np.vstack([o.reshape(-1, IN.NE) for o in out])
+
+    def _parse(self) -> np.ndarray:
+        n = len(self._in_starts)
+        if n == 0:
+            return np.zeros((0, IN.NE), np.int64)
+        buf = np.frombuffer(bytes(self._in), np.uint8)
+        starts = np.asarray(self._in_starts, np.int64)
+        ends = np.asarray(self._in_ends, np.int64)
+        self._in.clear()
+        self._in_starts.clear()
+        self._in_ends.clear()
+        if self._ex.shape[0] < n:
+            self._ex = np.zeros((2 * n, IN.NE), np.int64)
+            self._fills = np.zeros((2 * n, 4), np.int64)
+        ne, nf = C.parse_reports(buf, starts, ends, n, self.prefix, self.ot, self.n_msgs, self._ex, self.cnt,
+                                 self.bad, self._fills)
+        if nf:
+            self.fills.append(self._fills[:nf].copy())
+        self._log_illegal()
+        return self._ex[:ne].copy()
+
+    def _after_logon(self) -> None:
+        """Re-send what is unacknowledged (PossResend) and what waited while the session was down."""
+        if self.n_msgs:
+            st = self.ot[:self.n_msgs, C.O_STATE]
+            acked = self.ot[:self.n_msgs, C.O_ACKED]
+            pend = np.flatnonzero(((st == C.ST_PENDING_NEW) | (st == C.ST_PENDING_CANCEL)
+                                   | (st == C.ST_PENDING_REPLACE)) & (acked == 0))
+            # a pending_cancel / pending_replace order row is the target of a request; only the
+            # request rows (their own kind) are re-sent
+            pend = [int(r) for r in pend if self._is_request_row(int(r))]
+            if pend:
+                self._resend(pend)
+        if self.backlog:
+            rows = np.vstack(self.backlog)
+            self.backlog.clear()
+            self.send(rows)
+
+    def _is_request_row(self, r: int) -> bool:
+        kind = int(self.ot[r, C.O_KIND])
+        st = int(self.ot[r, C.O_STATE])
+        return ((kind == IN.KIND_NEW and st == C.ST_PENDING_NEW)
+                or (kind == IN.KIND_CANCEL and st == C.ST_PENDING_CANCEL)
+                or (kind == IN.KIND_REPLACE and st == C.ST_PENDING_REPLACE))
+
+    def _resend(self, rows_idx: list[int]) -> None:
+        """Re-send unacknowledged requests with their own ClOrdIDs and PossResend=Y (through
+        QuickFIX: a recovery path, not the hot path)."""
+        fix = _import_quickfix()
+        for r in rows_idx:
+            o = self.ot[r]
+            kind = int(o[C.O_KIND])
+            msg = fix.Message()
+            hdr = msg.getHeader()
+            hdr.setField(35, {IN.KIND_NEW: "D", IN.KIND_CANCEL: "F", IN.KIND_REPLACE: "G"}[kind])
+            hdr.setField(97, "Y")
+            msg.setField(11, f"{self.prefix_str}-{r + 1}")
+            if kind != IN.KIND_NEW:
+                msg.setField(41, f"{self.prefix_str}-{int(o[C.O_ORIG_MSG])}")
+            if kind != IN.KIND_CANCEL:
+                msg.setField(21, "1")
+                msg.setField(40, "2")
+                px = int(o[C.O_PRICE])
+                msg.setField(44, f"{px // 10000}.{px % 10000:04d}")
+                msg.setField(59, "0")
+            if int(o[C.O_QTY]) > 0:
+                msg.setField(38, str(int(o[C.O_QTY])))
+            msg.setField(54, "1" if int(o[C.O_SIDE]) == IN.SIDE_BUY else "2")
+            msg.setField(55, self.symbol(int(o[C.O_LOCATE])))
+            ns = int(o[C.O_T_FEED])
+            d = bytes(self.date).decode()
+            s, f = divmod(max(ns, 0), 1_000_000_000)
+            msg.setField(60, f"{d}-{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{f:09d}")
+            self.session.send(msg)
+            self.resent += 1
+        log.info("re-sent %d unacknowledged requests with PossResend=Y", len(rows_idx))
+
+    def symbol(self, locate: int) -> str:
+        if 0 <= locate < self.sym.shape[0]:
+            v = int(np.int64(self.sym[locate, C.S_STOCK]).astype(np.uint64))
+            s = v.to_bytes(8, "big").rstrip(b" \x00").decode("ascii", "replace")
+            return s or "?"
+        return "?"
+
+    def _log_illegal(self) -> None:
+        n = int(self.cnt[C.C_ILLEGAL])
+        while self._logged_illegal < n:
+            r, a, b = (int(x) for x in self.bad[self._logged_illegal % self.bad.shape[0]])
+            log.warning("order state: refused %s -> %s for ClOrdID %s-%d", C.STATE_NAMES[a], C.STATE_NAMES[b],
+                        self.prefix_str, r)
+            self._logged_illegal += 1
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        c = self.cnt
+        st = self.ot[:self.n_msgs, C.O_STATE]
+        kinds = self.ot[:self.n_msgs, C.O_KIND]
+        new = kinds == IN.KIND_NEW
+        return {
+            "messages_sent": self.n_msgs,
+            "new_sent": int(c[C.C_SENT_NEW]),
+            "cancel_sent": int(c[C.C_SENT_CANCEL]),
+            "replace_sent": int(c[C.C_SENT_REPLACE]),
+            "orders_filled": int(((st == C.ST_FILLED) & new).sum()),
+            "orders_partially_filled": int(((st == C.ST_PARTIAL) & new).sum()),
+            "orders_cancelled": int(((st == C.ST_CANCELLED) & new).sum()),
+            "orders_rejected": int(((st == C.ST_REJECTED) & new).sum()),
+            "orders_working": int((((st == C.ST_NEW) | (st == C.ST_PENDING_NEW)) & new).sum()),
+            "requests_rejected": int(((st == C.ST_REJECTED) & ~new).sum()),
+            "reports": int(c[C.C_REPORTS]),
+            "duplicate_reports": int(c[C.C_DUP_REPORT]),
+            "bad_reports": int(c[C.C_BAD_REPORT]),
+            "unknown_clordid": int(c[C.C_UNKNOWN_CLORDID]),
+            "bad_rows": int(c[C.C_BAD_ROW]),
+            "illegal_transitions": int(c[C.C_ILLEGAL]),
+            "session_rejects": self.session_rejects,
+            "callback_errors": self.callback_errors,
+            "logons": self.logons,
+            "resent_possresend": self.resent,
+            "backlog_rows": int(sum(len(b) for b in self.backlog)),
+        }
+
+    def fill_table(self) -> np.ndarray:
+        """Every fill received: int64 [n, 4] (message number, qty, price, feed ts)."""
+        return np.vstack(self.fills) if self.fills else np.zeros((0, 4), np.int64)
