@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bridges.fix.bridge import FixError
 from pipeline.backends import BackendError
 from pipeline.config import ConfigError, register
 from replay.capture import CaptureError
@@ -25,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run(cfg, out_dir=out_dir, log=print)
-    except (ConfigError, BackendError, CaptureError, FileNotFoundError, OmegaConfBaseException) as exc:
+    except (ConfigError, BackendError, CaptureError, FileNotFoundError, FixError, OmegaConfBaseException) as exc:
         print(f"hftbot: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

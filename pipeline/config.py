@@ -39,6 +39,35 @@ class SampleConf:
 
 
 @dataclass
+class LiveConf:
+    """Live receive (``feed.source=live``, pipeline/live.py, bridges/xdp/)."""
+
+    method: str = "xdp"                 # xdp (XDP program + AF_XDP) | udp (plain sockets) | auto (xdp, else udp)
+    interface: str = ""                 # receive interface (required for a live feed)
+    queues: list[int] = field(default_factory=lambda: [0])  # RX queues, one AF_XDP socket each
+    groups: list[str] = field(default_factory=list)  # "group:port" feeds (joined); empty = feed.filters
+    xdp_mode: str = "skb"               # skb (generic) | native (driver) | auto
+    zerocopy: bool = False              # AF_XDP zero-copy (drivers that support it; not veth)
+    other: str = "pass"                 # verdict for frames not redirected: pass | drop
+    steer: str = "queue"                # queue | session | locate (over `pipelines` sockets per feed)
+    pipelines: int = 1
+    frames: int = 8192                  # UMEM frames (page-locked)
+    frame_size: int = 2048
+    ring: int = 4096                    # fill / RX ring entries
+    batch: int = 1024                   # frames per receive call
+    rcvbuf: int = 33554432              # UDP socket receive buffer (udp method)
+    rewind: Optional[str] = None        # "host:port" of the MoldUDP64 rewind server; null = no recovery
+    rewind_bind: str = "0.0.0.0"        # local address of the request socket
+    retry_ms: int = 50                  # re-request a gap after this long without its packets
+    max_retries: int = 20               # then give the gap up (risk keeps the session stale)
+    hold_bytes: int = 67108864          # packets held behind an open gap, bytes
+    hold_packets: int = 65536
+    idle_timeout_ms: int = 0            # stop after this long without a packet; 0 = never
+    max_messages: int = 0               # stop after this many messages; 0 = no limit
+    stop_on_end: bool = True            # stop when every session sent its end-of-session packet
+
+
+@dataclass
 class FeedConf:
     source: str = "sample"              # sample (generated unless path is given) | capture (path required)
     path: Optional[str] = None          # pcap, pcapng or BinaryFILE (gzip ok)
@@ -46,7 +75,10 @@ class FeedConf:
     chunk_bytes: int = 4 << 20          # file read size (bounded memory)
     batch_rows: int = 1 << 18           # messages per decoded batch (event-table rows)
     max_sessions: int = 64
+    pace: bool = False                  # replay at the recorded pace (packet times) instead of flat out
+    speed: float = 1.0                  # with pace: 2.0 = twice the recorded pace
     sample: SampleConf = field(default_factory=SampleConf)
+    live: LiveConf = field(default_factory=LiveConf)
 
 
 @dataclass
@@ -186,6 +218,44 @@ class StrategyConf:
 
 
 @dataclass
+class BridgeConf:
+    """The FIX 4.4 initiator (bridges/fix): risk's accepted orders go out through it."""
+
+    enabled: bool = True            # false: accepted orders stay working in risk's books (no FIX)
+    host: str = "127.0.0.1"
+    port: int = 0                   # 0: the port of the local venue simulator (venue.enabled)
+    sender_comp_id: str = "HFTBOT"
+    target_comp_id: str = "VENUE"
+    heartbeat_s: int = 30
+    reconnect_s: int = 1
+    logon_timeout_s: int = 20
+    state_dir: str = ""             # persistent store (sequence numbers, ClOrdID epoch); "" = <run dir>/fix/bridge
+    clordid_prefix: str = "HB"      # ClOrdID = <prefix><epoch>-<n>
+    username_env: str = "FIX_USERNAME"  # credentials come from these environment variables, never files
+    password_env: str = "FIX_PASSWORD"
+    max_orders: int = 1 << 20       # messages per run (order table rows)
+    batch_rows: int = 4096          # orders encoded and written per system call, at most
+    file_log: bool = False          # QuickFIX message log under the state dir
+    session_date: str = ""          # YYYYMMDD of the feed (TransactTime); "" = the capture's first packet
+    drain_timeout_s: float = 30.0   # end of replay: wait this long for the venue's last reports
+
+
+@dataclass
+class VenueConf:
+    """The local venue simulator (replay/venue): a QuickFIX acceptor matching against the replay."""
+
+    enabled: bool = True            # start it (replay); false when trading against a real counterparty
+    port: int = 0                   # 0: a free port
+    state_dir: str = ""             # journal + FIX store; "" = <run dir>/fix/venue
+    sender_comp_id: str = "VENUE"
+    target_comp_id: str = "HFTBOT"
+    entry_latency_ns: int = 20_000  # an order takes effect this long after its TransactTime
+    response_latency_ns: int = 20_000  # a report is released this long after the venue event
+    heartbeat_s: int = 30
+    start_timeout_s: float = 120.0
+
+
+@dataclass
 class RunConf:
     backend: BackendConf = field(default_factory=BackendConf)
     feed: FeedConf = field(default_factory=FeedConf)
@@ -195,6 +265,8 @@ class RunConf:
     risk: RiskConf = field(default_factory=RiskConf)
     model: ModelConf = field(default_factory=ModelConf)
     strategy: StrategyConf = field(default_factory=StrategyConf)
+    bridge: BridgeConf = field(default_factory=BridgeConf)
+    venue: VenueConf = field(default_factory=VenueConf)
 
 
 def register() -> None:
@@ -206,6 +278,8 @@ def register() -> None:
     cs.store(group="risk", name="schema", node=RiskConf)
     cs.store(group="model", name="schema", node=ModelConf)
     cs.store(group="strategy", name="schema", node=StrategyConf)
+    cs.store(group="bridge", name="schema", node=BridgeConf)
+    cs.store(group="venue", name="schema", node=VenueConf)
 
 
 def _need(cond: bool, key: str, msg: str, value: Any) -> None:
@@ -217,7 +291,8 @@ def validate(cfg: DictConfig) -> None:
     """Check values the schema's types cannot: ranges, choices, formats."""
     _need(cfg.backend.name in ("cpu", "cuda"), "backend.name", "must be 'cpu' or 'cuda'", cfg.backend.name)
     f = cfg.feed
-    _need(f.source in ("sample", "capture"), "feed.source", "must be 'sample' or 'capture'", f.source)
+    _need(f.source in ("sample", "capture", "live"), "feed.source", "must be 'sample', 'capture' or 'live'",
+          f.source)
     _need(f.source != "capture" or bool(f.path), "feed.path", "a capture file is required when "
           "feed.source=capture (feed.path=/path/to/file.pcap)", f.path)
     _need(f.chunk_bytes >= MIN_CHUNK, "feed.chunk_bytes", f"must be >= {MIN_CHUNK}", f.chunk_bytes)
@@ -229,6 +304,8 @@ def validate(cfg: DictConfig) -> None:
         parse_filters(list(f.filters))
     except ValueError as exc:
         raise ConfigError(f"feed.filters: {exc}") from None
+    if "live" in f:
+        validate_live(f)
     s = f.sample
     _need(s.messages >= 1000, "feed.sample.messages", "must be >= 1000", s.messages)
     _need(1 <= s.symbols <= 60000, "feed.sample.symbols", "must be in 1..60000", s.symbols)
@@ -251,6 +328,84 @@ def validate(cfg: DictConfig) -> None:
     validate_risk(cfg.risk)
     if "model" in cfg:
         validate_model_strategy(cfg)
+    if "bridge" in cfg:
+        validate_execution(cfg)
+
+
+def validate_live(f: DictConfig) -> None:
+    """The ``feed.live`` sub-tree (checked whatever the source; required keys only for live)."""
+    lv = f.live
+    _need(lv.method in ("xdp", "udp", "auto"), "feed.live.method", "must be 'xdp', 'udp' or 'auto'", lv.method)
+    _need(f.source != "live" or bool(lv.interface), "feed.live.interface", "the receive interface is required "
+          "when feed.source=live (feed.live.interface=eth0)", lv.interface)
+    _need(len(lv.queues) >= 1 and all(0 <= int(q) < 64 for q in lv.queues), "feed.live.queues",
+          "must list 1+ RX queues in 0..63", list(lv.queues))
+    try:
+        specs = parse_filters(list(lv.groups))
+    except ValueError as exc:
+        raise ConfigError(f"feed.live.groups: {exc}") from None
+    _need(all(specs[0]) and all(specs[1]), "feed.live.groups", "each must be 'a.b.c.d:port' (address and port)",
+          list(lv.groups))
+    _need(f.source != "live" or bool(list(lv.groups) or list(f.filters)), "feed.live.groups",
+          "at least one 'group:port' (or feed.filters) is required when feed.source=live", list(lv.groups))
+    _need(lv.xdp_mode in ("skb", "native", "auto"), "feed.live.xdp_mode", "must be 'skb', 'native' or 'auto'",
+          lv.xdp_mode)
+    _need(lv.other in ("pass", "drop"), "feed.live.other", "must be 'pass' or 'drop'", lv.other)
+    _need(lv.steer in ("queue", "session", "locate"), "feed.live.steer", "must be 'queue', 'session' or 'locate'",
+          lv.steer)
+    _need(1 <= lv.pipelines <= 64, "feed.live.pipelines", "must be in 1..64", lv.pipelines)
+    for name, lo, hi in (("frames", 64, 1 << 20), ("ring", 64, 1 << 16), ("frame_size", 2048, 4096)):
+        v = lv[name]
+        _need(lo <= v <= hi and v & (v - 1) == 0, f"feed.live.{name}", f"must be a power of two in {lo}..{hi}", v)
+    _need(1 <= lv.batch <= lv.ring, "feed.live.batch", "must be in 1..feed.live.ring", lv.batch)
+    _need(lv.rcvbuf >= 65536, "feed.live.rcvbuf", "must be >= 65536", lv.rcvbuf)
+    if lv.rewind:
+        host, _, port = str(lv.rewind).rpartition(":")
+        ok = bool(host) and port.isdigit() and 0 < int(port) < 65536
+        if ok:
+            try:
+                parse_filters([str(lv.rewind)])
+            except ValueError:
+                ok = False
+        _need(ok, "feed.live.rewind", "must be 'a.b.c.d:port' (or null for no gap recovery)", lv.rewind)
+    _need(lv.retry_ms >= 1, "feed.live.retry_ms", "must be >= 1", lv.retry_ms)
+    _need(lv.max_retries >= 1, "feed.live.max_retries", "must be >= 1", lv.max_retries)
+    _need(lv.hold_bytes >= 1 << 16, "feed.live.hold_bytes", "must be >= 65536", lv.hold_bytes)
+    _need(lv.hold_packets >= 64, "feed.live.hold_packets", "must be >= 64", lv.hold_packets)
+    _need(lv.idle_timeout_ms >= 0, "feed.live.idle_timeout_ms", "must be >= 0 (0 = never)", lv.idle_timeout_ms)
+    _need(lv.max_messages >= 0, "feed.live.max_messages", "must be >= 0 (0 = no limit)", lv.max_messages)
+
+
+def validate_execution(cfg: DictConfig) -> None:
+    """The FIX bridge and the venue simulator."""
+    b = cfg.bridge
+    _need(0 <= b.port <= 65535, "bridge.port", "must be in 0..65535", b.port)
+    _need(b.port > 0 or not b.enabled or cfg.venue.enabled, "bridge.port",
+          "must be given when venue.enabled=false (the counterparty's port)", b.port)
+    for key in ("sender_comp_id", "target_comp_id"):
+        v = str(b[key])
+        _need(0 < len(v) <= 32 and v.isascii() and v.isprintable() and "=" not in v and " " not in v,
+              f"bridge.{key}", "must be 1-32 printable ASCII characters without spaces or '='", v)
+    _need(1 <= b.heartbeat_s <= 3600, "bridge.heartbeat_s", "must be in 1..3600", b.heartbeat_s)
+    _need(1 <= b.reconnect_s <= 3600, "bridge.reconnect_s", "must be in 1..3600", b.reconnect_s)
+    _need(1 <= b.logon_timeout_s <= 3600, "bridge.logon_timeout_s", "must be in 1..3600", b.logon_timeout_s)
+    _need(str(b.clordid_prefix).isalnum() and len(str(b.clordid_prefix)) <= 8, "bridge.clordid_prefix",
+          "must be 1-8 letters or digits", b.clordid_prefix)
+    _need(1 <= b.max_orders <= 1 << 30, "bridge.max_orders", "must be in 1..2**30", b.max_orders)
+    _need(1 <= b.batch_rows <= 1 << 20, "bridge.batch_rows", "must be in 1..2**20", b.batch_rows)
+    _need(b.session_date == "" or (len(str(b.session_date)) == 8 and str(b.session_date).isdigit()),
+          "bridge.session_date", "must be YYYYMMDD or empty", b.session_date)
+    _need(b.drain_timeout_s > 0, "bridge.drain_timeout_s", "must be > 0", b.drain_timeout_s)
+    v = cfg.venue
+    _need(0 <= v.port <= 65535, "venue.port", "must be in 0..65535", v.port)
+    _need(v.entry_latency_ns >= 0, "venue.entry_latency_ns", "must be >= 0", v.entry_latency_ns)
+    _need(v.response_latency_ns >= 0, "venue.response_latency_ns", "must be >= 0", v.response_latency_ns)
+    _need(1 <= v.heartbeat_s <= 3600, "venue.heartbeat_s", "must be in 1..3600", v.heartbeat_s)
+    _need(v.start_timeout_s > 0, "venue.start_timeout_s", "must be > 0", v.start_timeout_s)
+    _need(str(v.sender_comp_id) == str(b.target_comp_id) and str(v.target_comp_id) == str(b.sender_comp_id),
+          "venue.sender_comp_id", "must mirror the bridge's CompIDs (venue sender = bridge target and back)",
+          f"{v.sender_comp_id}/{v.target_comp_id}")
+    _need(cfg.feed.speed > 0, "feed.speed", "must be > 0 (1.0 = the recorded pace)", cfg.feed.speed)
 
 
 def _missing_keys(node: Any, key: str) -> None:

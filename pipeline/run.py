@@ -1,7 +1,11 @@
-"""The run loop: frame source -> decode -> books and features -> model -> strategy -> risk -> report.
+"""The run loop: frame source -> decode -> books and features -> model -> strategy -> risk -> FIX
+bridge -> venue; execution reports -> risk; report.
 
-(The FIX bridge and the venue simulator that would send risk's accepted orders and return fills
-are a later stage: until then accepted orders stay working in risk's books.)"""
+Each batch: decode, books + features, feed status to risk, model, strategy, risk checks, the
+accepted orders out through the FIX bridge, then the execution reports that arrived back into
+risk (fills, acks, cancels; risk's hedges go out), then the simulation clock is published so the
+venue simulator may advance its market. Stage times and tick-to-trade go into HdrHistograms.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from replay.report import FeatureSummary, book_summary, feed_summary, format_sum
 from replay.report import IntentSummary, format_intents, format_risk
 from pipeline.risk import RiskStage
 from pipeline.strategy import model_and_strategy
+from pipeline.execution import Execution, format_execution
+from pipeline.latency import Latencies, format_latencies
 
 
 def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -38,27 +44,65 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     risk = RiskStage.from_config(backend, cfg, state)
     model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, positions=risk.state.ps, log=log)
     isum = IntentSummary()
+    lat = Latencies()
+    ex = None
+    if cfg.bridge.enabled:
+        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", path, state.sym, risk, log)
     if risk.wants_signal:
         risk.install_signal_handler()
     t0 = time.perf_counter()
     t_first = None
+    pace0: tuple[int, int] | None = None
     try:
+        if ex is not None:
+            ex.start()
         for batch in reader:
+            if cfg.feed.pace:
+                pace0 = _pace(batch, pace0, float(cfg.feed.speed))
+            ta = time.perf_counter_ns()
             events = decode(batch)
+            tb = time.perf_counter_ns()
             fb = books(events)
+            tc = time.perf_counter_ns()
             fsum.add(fb)
             risk.on_events(events)
-            risk.poll()
+            kills = risk.poll()
+            if ex is not None and kills.shape[0]:
+                ex.send(kills, ta)
+            td = time.perf_counter_ns()
+            te = tf = td
             if model is not None:
                 preds = model(fb)
+                te = time.perf_counter_ns()
                 intents = strategy(preds) if strategy is not None else None
+                tf = time.perf_counter_ns()
                 if intents is not None and intents.n:
-                    strategy.on_decisions(intents, risk.check(intents.rows, intents.n).decisions)
+                    dec = risk.check(intents.rows, intents.n)
+                    strategy.on_decisions(intents, dec.decisions)
+                    tg = time.perf_counter_ns()
+                    lat.record("risk_check_batch", tg - tf, 1, "per batch")
+                    if ex is not None and dec.orders.shape[0]:
+                        ex.send(dec.orders, ta)
                 isum.add(intents, preds.n)
+            if ex is not None:
+                ex.pump()
+                if events.n:
+                    ex.publish(int(events.cols["ts"][events.n - 1]))
+            n = max(events.n, 1)
+            lat.record("decode_per_msg", (tb - ta) // n, events.n or 1, "per message, batch average")
+            lat.record("book_features_per_msg", (tc - tb) // n, events.n or 1, "per message, batch average")
+            if model is not None:
+                lat.record("model_batch", te - td, 1, "per batch")
+                lat.record("strategy_batch", tf - te, 1, "per batch")
+            lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"per batch of <= {reader.batch_rows:,} msgs")
             if t_first is None:
                 t_first = time.perf_counter()
+        if ex is not None:
+            ex.finish()
     finally:
         risk.remove_signal_handler()
+        if ex is not None:
+            ex.stop()
     t1 = time.perf_counter()
     feed = feed_summary(reader.stats)
     elapsed = t1 - t0
@@ -77,6 +121,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         if model is not None else {},
         "intents": isum.result(state, strategy.counters() if strategy is not None else None),
         "risk": risk.summary(),
+        "execution": ex.summary() if ex is not None else {},
         "error": reader.error,
         "timing": {
             "elapsed_s": elapsed,
@@ -89,8 +134,25 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     if rep["model"]:
         log(format_intents(rep))
     log("\n".join(format_risk(rep["risk"])))
+    rep["latency"] = {**lat.summary(), **(rep["execution"].get("latency", {}) if rep["execution"] else {})}
+    for line in format_execution(rep["execution"]) + format_latencies(rep["latency"]):
+        log(line)
     if out_dir is not None and cfg.report.save:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(rep, indent=2))
         log(f"report     {out_dir / 'report.json'}")
     return rep
+
+
+def _pace(batch, pace0: tuple[int, int] | None, speed: float) -> tuple[int, int]:
+    """Recorded pace: wait until the batch's first capture time, relative to the first batch's,
+    has elapsed on the wall clock (divided by ``speed``). Batch granularity."""
+    rx = batch.rx[: batch.n]
+    t = int(rx[0]) if batch.n else 0
+    now = time.perf_counter_ns()
+    if pace0 is None or t <= 0:
+        return pace0 or (t, now)
+    due = pace0[1] + int((t - pace0[0]) / speed)
+    if due > now:
+        time.sleep((due - now) / 1e9)
+    return pace0

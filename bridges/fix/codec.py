@@ -78,7 +78,8 @@ O_PRICE = 8
 O_ACKED = 9       # acknowledgements seen (ack, reject, replace, cancel ack): must end at 1
 O_T_SENT = 10     # tick counter when the bytes were written
 O_T_FEED = 11     # feed timestamp (I_TS) of the intent
-NO = 12
+O_REJ = 12        # rejected: OrdRejReason(103) / CxlRejReason(102) from the venue
+NO = 13
 
 
 @_jit
@@ -542,6 +543,7 @@ def parse_reports(buf, starts, ends, n, prefix, ot, n_msgs, ex, cnt, bad, fills)
         resp_to = 0
         ordstat = 0
         poss_dup = False
+        rej = 99
         i = a
         ok = True
         while i < b:
@@ -585,6 +587,8 @@ def parse_reports(buf, starts, ends, n, prefix, ot, n_msgs, ex, cnt, bad, fills)
                 resp_to = buf[v0]
             elif t == 43:
                 poss_dup = buf[v0] == 89
+            elif t == 103 or t == 102:
+                rej = _parse_int(buf, v0, v1)
         if not ok or (mtype != 56 and mtype != 57):  # '8' ExecutionReport, '9' OrderCancelReject
             cnt[C_BAD_REPORT] += 1
             continue
@@ -604,6 +608,7 @@ def parse_reports(buf, starts, ends, n, prefix, ot, n_msgs, ex, cnt, bad, fills)
                 cnt[C_DUP_REPORT] += 1
                 continue
             ot[r, O_ACKED] += 1
+            ot[r, O_REJ] = rej
             order_event(ot, r, ST_REJECTED, cnt, bad)
             if ot[o, O_STATE] == ST_PENDING_CANCEL or ot[o, O_STATE] == ST_PENDING_REPLACE:
                 order_event(ot, o, _live_state(ot, o), cnt, bad)
@@ -655,6 +660,7 @@ def parse_reports(buf, starts, ends, n, prefix, ot, n_msgs, ex, cnt, bad, fills)
             ne += 1
         elif exec_type == 56:  # '8' rejected
             ot[r, O_ACKED] += 1
+            ot[r, O_REJ] = rej
             order_event(ot, r, ST_REJECTED, cnt, bad)
             if ot[r, O_KIND] == KIND_NEW:
                 ex[ne, E_KIND] = EX_REJECT

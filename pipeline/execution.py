@@ -1,0 +1,220 @@
+"""Execution: risk's orders out -> the FIX bridge -> the venue; execution reports -> risk.
+
+In replay the venue is the local simulator (``replay/venue``), a separate process that replays
+the same capture and matches our orders against it; the two processes share a simulation clock
+(``replay/simclock.py``): after every batch the run loop publishes "every event up to T is
+processed and every order for them is sent", and the venue advances its market to T only once
+it has those orders, so results do not depend on the two processes' relative speed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+from bridges.fix import codec as C
+from bridges.fix.bridge import FixBridge, FixError
+from kernels import intents as IN
+from pipeline.latency import Latencies
+
+log = logging.getLogger("hftbot.execution")
+
+#: FIX OrdRejReason(103) names, for the report
+ORD_REJ_REASONS = {0: "broker_option", 1: "unknown_symbol", 2: "exchange_closed", 3: "order_exceeds_limit",
+                   4: "too_late_to_enter", 5: "unknown_order", 6: "duplicate_order", 11: "unsupported_order",
+                   13: "incorrect_quantity", 99: "other"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def session_date(path: Path, fallback: dt.date | None = None) -> str:
+    """YYYYMMDD of the capture's first packet (UTC); today (UTC) for a file without timestamps."""
+    from replay.capture import CaptureReader
+
+    try:
+        r = CaptureReader(path)
+        for batch in r:
+            rx = batch.rx[: batch.n]
+            rx = rx[rx > 0]
+            if rx.size:
+                return dt.datetime.fromtimestamp(int(rx[0]) / 1e9, dt.timezone.utc).strftime("%Y%m%d")
+            break
+    except Exception as exc:  # noqa: BLE001 - the date is a convenience; the run reports the error
+        log.warning("could not read the capture's first packet time: %s", exc)
+    return (fallback or dt.datetime.now(dt.timezone.utc).date()).strftime("%Y%m%d")
+
+
+class Execution:
+    """The venue (when local), the bridge and the sim clock for one run."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, capture: Path, sym: np.ndarray, risk,
+                 log_fn: Callable[[str], None] = print):
+        self.cfg = cfg
+        self.b, self.v = cfg.bridge, cfg.venue
+        self.run_dir = Path(run_dir)
+        self.capture = Path(capture)
+        self.sym = sym
+        self.risk = risk
+        self.log = log_fn
+        self.lat = Latencies()
+        self.venue = None
+        self.clock = None
+        self.bridge: FixBridge | None = None
+        self.date = str(self.b.session_date) or session_date(self.capture)
+        self.risk_orders_sent = 0
+        self.exec_events = 0
+        self.hedges = 0
+        self._t_end_drain = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        b, v = self.b, self.v
+        port = int(b.port)
+        if v.enabled:
+            from replay.simclock import SimClock
+            from replay.venue.process import VenueProcess
+
+            port = int(v.port) or free_port(b.host)
+            vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"
+            clock_path = self.run_dir / "fix" / "simclock"
+            self.clock = SimClock(clock_path, create=True)
+            self.venue = VenueProcess(self.capture, port, vdir, clock_path,
+                                      entry_latency_ns=int(v.entry_latency_ns),
+                                      response_latency_ns=int(v.response_latency_ns),
+                                      sender=str(v.sender_comp_id), target=str(v.target_comp_id),
+                                      session_date=self.date, heartbeat_s=int(v.heartbeat_s))
+            t = time.perf_counter()
+            self.venue.start(timeout=float(v.start_timeout_s))
+            self.log(f"venue      simulator on 127.0.0.1:{port} (pid {self.venue.pid}, "
+                     f"{time.perf_counter() - t:.1f} s to start)")
+        bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"
+        self.bridge = FixBridge(host=str(b.host), port=port, sender=str(b.sender_comp_id),
+                                target=str(b.target_comp_id), state_dir=bdir, sym=self.sym, date=self.date,
+                                heartbeat_s=int(b.heartbeat_s), reconnect_s=int(b.reconnect_s),
+                                logon_timeout_s=int(b.logon_timeout_s), prefix=str(b.clordid_prefix),
+                                max_orders=int(b.max_orders), batch_rows=int(b.batch_rows),
+                                file_log=bool(b.file_log), username_env=str(b.username_env),
+                                password_env=str(b.password_env))
+        try:
+            self.bridge.start()
+        except FixError:
+            self.stop()
+            raise
+        self.log(f"fix        logged on {b.sender_comp_id} -> {b.target_comp_id} at {b.host}:{port} "
+                 f"(ClOrdID prefix {self.bridge.prefix_str}, session date {self.date})")
+
+    def stop(self) -> None:
+        try:
+            if self.bridge is not None:
+                self.bridge.stop()
+        finally:
+            if self.venue is not None:
+                self.venue.stop()
+            if self.clock is not None:
+                self.clock.close()
+
+    # -- per batch ----------------------------------------------------------------------------------
+    def send(self, orders: np.ndarray, t_arrival_ns: int | None = None) -> int:
+        """Send risk's orders out; ``t_arrival_ns`` (perf_counter_ns when the batch that caused
+        them was in the buffer) records tick-to-trade for each."""
+        if orders.shape[0] == 0 or self.bridge is None:
+            return 0
+        t0 = time.perf_counter_ns()
+        k = self.bridge.send(orders)
+        if k:
+            t1 = self.bridge.last_write_ns
+            self.lat.record("fix_send_per_order", (t1 - t0) // k, k, "encode + write, per order")
+            if t_arrival_ns is not None:
+                self.lat.record("tick_to_trade", t1 - t_arrival_ns, k, "batch in buffer -> FIX bytes written")
+        self.risk_orders_sent += k
+        return k
+
+    def pump(self, timeout_s: float = 0.0) -> int:
+        """Execution reports -> risk (fills, acks, cancels); risk's hedges and cancels go out."""
+        if self.bridge is None:
+            return 0
+        ev = self.bridge.poll(timeout_s)
+        n = ev.shape[0]
+        if n:
+            self.exec_events += n
+            more = self.risk.on_exec(ev)
+            if more.shape[0]:
+                self.hedges += int((more[:, IN.I_ORIGIN] == IN.ORIGIN_HEDGE).sum())
+                self.send(more)
+        return n
+
+    def publish(self, market_clock_ns: int) -> None:
+        if self.clock is not None and self.bridge is not None:
+            self.clock.publish(int(market_clock_ns), self.bridge.n_msgs)
+
+    def finish(self) -> None:
+        """End of replay: the venue drains (advances to the last clock, releases every pending
+        report); the bridge applies the last reports."""
+        if self.bridge is None:
+            return
+        t_end = time.monotonic() + float(self.b.drain_timeout_s)
+        if self.clock is not None:
+            self.clock.finish()
+            while not self.clock.venue_done and time.monotonic() < t_end:
+                self.pump(0.005)
+                if self.venue is not None and not self.venue.alive():
+                    self.log("venue      the simulator exited before draining: " + self.venue.stderr_tail())
+                    break
+            if not self.clock.venue_done:
+                self.log(f"venue      not drained within bridge.drain_timeout_s={self.b.drain_timeout_s}")
+        # reports already released travel on the socket: take them until quiet
+        quiet = time.monotonic() + 0.3
+        while time.monotonic() < min(quiet, t_end):
+            if self.pump(0.01):
+                quiet = time.monotonic() + 0.3
+
+    # -- report -------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        if self.bridge is None:
+            return {}
+        br = self.bridge
+        out: dict[str, Any] = {"session_date": self.date, "clordid_prefix": br.prefix_str, **br.counters()}
+        n = br.n_msgs
+        rej = br.ot[:n, C.O_REJ][br.ot[:n, C.O_STATE] == C.ST_REJECTED]
+        out["venue_rejects_by_reason"] = {ORD_REJ_REASONS.get(int(r), f"code_{int(r)}"): int(c)
+                                          for r, c in zip(*np.unique(rej, return_counts=True))}
+        fills = br.fill_table()
+        out["fills"] = int(fills.shape[0])
+        out["filled_shares"] = int(fills[:, 1].sum()) if fills.shape[0] else 0
+        out["hedges_sent"] = self.hedges
+        out["latency"] = self.lat.summary()
+        if self.venue is not None:
+            try:
+                out["venue"] = self.venue.summary()
+            except Exception as exc:  # noqa: BLE001 - a report never fails the run
+                out["venue"] = {"error": repr(exc)}
+        return out
+
+
+def format_execution(ex: dict[str, Any]) -> list[str]:
+    if not ex:
+        return []
+    lines = [f"fix        {ex['messages_sent']:,} messages sent ({ex['new_sent']:,} new, {ex['cancel_sent']:,} cancel, "
+             f"{ex['replace_sent']:,} replace); {ex['reports']:,} reports, {ex['fills']:,} fills "
+             f"({ex['filled_shares']:,} shares)",
+             f"orders     filled {ex['orders_filled']:,}  partially filled {ex['orders_partially_filled']:,}  "
+             f"cancelled {ex['orders_cancelled']:,}  rejected by the venue {ex['orders_rejected']:,}  "
+             f"working {ex['orders_working']:,}"]
+    if ex["venue_rejects_by_reason"]:
+        lines.append("venue rejections: " + ", ".join(f"{k} {v:,}" for k, v in ex["venue_rejects_by_reason"].items()))
+    odd = {k: ex[k] for k in ("duplicate_reports", "bad_reports", "unknown_clordid", "illegal_transitions",
+                              "session_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
+    if odd:
+        lines.append("fix issues: " + ", ".join(f"{k} {v:,}" for k, v in odd.items()))
+    return lines
