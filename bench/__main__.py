@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--book-messages", type=int, default=20_000_000,
                     help="messages in the book benchmark's day (0 skips the book section)")
+    ap.add_argument("--fix-orders", type=int, default=200_000,
+                    help="orders in the FIX session benchmark (0 skips it and tick-to-trade)")
     args = ap.parse_args(argv)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"hftbot bench  {when}\nmachine       {machine()}\n")
@@ -101,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     latest = json.loads((CACHE / "latest.json").read_text())
     latest["risk"] = risk_bench.section(100_000, args.repeat)
     (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
+    if args.fix_orders > 0:
+        # order TX: the bridge's compiled path vs QuickFIX's Python messages, one real session
+        from bench import fix as fix_bench
+        from bench import tick as tick_bench
+
+        for section in (lambda: fix_bench.run(args.fix_orders), lambda: tick_bench.run(200_000)):
+            print()
+            out = section()
+            print("\n".join(out), flush=True)
+            latest = json.loads((CACHE / "latest.json").read_text())
+            latest.setdefault("execution", []).extend(out)
+            (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
     return 0
 
 
