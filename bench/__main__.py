@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     latest = json.loads((CACHE / "latest.json").read_text())
     latest["risk"] = risk_bench.section(100_000, args.repeat)
     (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
+    # live feed: AF_XDP vs the plain UDP socket on a veth pair (bench/live.py; needs root + BPF)
+    from bench import live as live_bench
+
+    print()
+    out = live_bench.run(args)
+    latest = json.loads((CACHE / "latest.json").read_text())
+    latest["live"] = out
+    (CACHE / "latest.json").write_text(json.dumps(latest, indent=2, default=str))
     if args.fix_orders > 0:
         # order TX: the bridge's compiled path vs QuickFIX's Python messages, one real session
         from bench import fix as fix_bench

@@ -405,6 +405,9 @@ def validate_execution(cfg: DictConfig) -> None:
     _need(str(v.sender_comp_id) == str(b.target_comp_id) and str(v.target_comp_id) == str(b.sender_comp_id),
           "venue.sender_comp_id", "must mirror the bridge's CompIDs (venue sender = bridge target and back)",
           f"{v.sender_comp_id}/{v.target_comp_id}")
+    _need(not (b.enabled and v.enabled and cfg.feed.source == "live"), "venue.enabled",
+          "the venue simulator replays a capture: with feed.source=live set venue.enabled=false and "
+          "bridge.host/bridge.port to the counterparty", v.enabled)
     _need(cfg.feed.speed > 0, "feed.speed", "must be > 0 (1.0 = the recorded pace)", cfg.feed.speed)
 
 

@@ -58,12 +58,12 @@ def session_date(path: Path, fallback: dt.date | None = None) -> str:
 class Execution:
     """The venue (when local), the bridge and the sim clock for one run."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, capture: Path, sym: np.ndarray, risk,
+    def __init__(self, cfg: DictConfig, run_dir: Path, capture: Path | None, sym: np.ndarray, risk,
                  log_fn: Callable[[str], None] = print):
         self.cfg = cfg
         self.b, self.v = cfg.bridge, cfg.venue
         self.run_dir = Path(run_dir)
-        self.capture = Path(capture)
+        self.capture = Path(capture) if capture is not None else None
         self.sym = sym
         self.risk = risk
         self.log = log_fn
@@ -71,7 +71,8 @@ class Execution:
         self.venue = None
         self.clock = None
         self.bridge: FixBridge | None = None
-        self.date = str(self.b.session_date) or session_date(self.capture)
+        today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+        self.date = str(self.b.session_date) or (session_date(self.capture) if self.capture else today)
         self.risk_orders_sent = 0
         self.exec_events = 0
         self.hedges = 0
@@ -93,9 +94,10 @@ class Execution:
                                       entry_latency_ns=int(v.entry_latency_ns),
                                       response_latency_ns=int(v.response_latency_ns),
                                       sender=str(v.sender_comp_id), target=str(v.target_comp_id),
-                                      session_date=self.date, heartbeat_s=int(v.heartbeat_s))
+                                      session_date=self.date, heartbeat=int(v.heartbeat_s),
+                                      start_timeout_s=float(v.start_timeout_s))
             t = time.perf_counter()
-            self.venue.start(timeout=float(v.start_timeout_s))
+            self.venue.start()
             self.log(f"venue      simulator on 127.0.0.1:{port} (pid {self.venue.pid}, "
                      f"{time.perf_counter() - t:.1f} s to start)")
         bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"

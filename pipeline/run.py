@@ -33,8 +33,15 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     """Replay the configured feed through the pipeline; return (and optionally save) the report."""
     validate(cfg)
     backend = backends.load(cfg.backend.name)
-    path = resolve_input(cfg.feed, log)
-    reader = open_reader(cfg.feed, path)
+    live = cfg.feed.source == "live"
+    if live:
+        from pipeline.live import open_live_source, sync_risk
+
+        reader = open_live_source(cfg.feed, log)
+        path = f"live:{cfg.feed.live.interface}"
+    else:
+        path = resolve_input(cfg.feed, log)
+        reader = open_reader(cfg.feed, path)
     decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
     b, ft = cfg.book, cfg.features
     state = BookState(b.max_orders, b.max_levels, b.max_symbols)
@@ -43,11 +50,13 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     fsum = FeatureSummary()
     risk = RiskStage.from_config(backend, cfg, state)
     model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, positions=risk.state.ps, log=log)
+    # live: gaps waiting for the rewind server mark their session stale in risk
+    live_sync = sync_risk(reader, risk) if live else None
     isum = IntentSummary()
     lat = Latencies()
     ex = None
     if cfg.bridge.enabled:
-        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", path, state.sym, risk, log)
+        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", None if live else path, state.sym, risk, log)
     if risk.wants_signal:
         risk.install_signal_handler()
     t0 = time.perf_counter()
@@ -66,6 +75,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
             tc = time.perf_counter_ns()
             fsum.add(fb)
             risk.on_events(events)
+            if live_sync is not None:
+                live_sync()
             kills = risk.poll()
             if ex is not None and kills.shape[0]:
                 ex.send(kills, ta)
@@ -103,6 +114,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         risk.remove_signal_handler()
         if ex is not None:
             ex.stop()
+        if hasattr(reader, "close"):
+            reader.close()
     t1 = time.perf_counter()
     feed = feed_summary(reader.stats)
     elapsed = t1 - t0
@@ -122,6 +135,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         "intents": isum.result(state, strategy.counters() if strategy is not None else None),
         "risk": risk.summary(),
         "execution": ex.summary() if ex is not None else {},
+        "live": reader.counters() if live and hasattr(reader, "counters") else None,
         "error": reader.error,
         "timing": {
             "elapsed_s": elapsed,

@@ -44,11 +44,34 @@ def test_every_top_level_config_composes_and_validates(name):
     assert cfg.backend.name in ("cpu", "cuda")
 
 
-@pytest.mark.parametrize("group", ["backend", "feed"])
+#: what an option needs beside it to validate in the replay config
+NEEDS = {"nasdaq": ["feed.path=x.pcap"], "live": ["venue.enabled=false", "bridge.port=9876"]}
+
+
+@pytest.mark.parametrize("group", ["backend", "feed", "bridge", "venue"])
 def test_every_group_option_composes(group):
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
-        cfg = cfg_of("replay", [f"{group}={option}"] + (["feed.path=x.pcap"] if option == "nasdaq" else []))
+        cfg = cfg_of("replay", [f"{group}={option}"] + NEEDS.get(option, []))
         validate(cfg)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("bridge.port=70000", "bridge.port"),
+    ("bridge.sender_comp_id='A B'", "bridge.sender_comp_id"),
+    ("bridge.clordid_prefix=a-b", "bridge.clordid_prefix"),
+    ("bridge.session_date=2019-01-30", "bridge.session_date"),
+    ("venue.entry_latency_ns=-1", "venue.entry_latency_ns"),
+    ("venue.target_comp_id=OTHER", "venue.sender_comp_id"),
+    ("feed.speed=0", "feed.speed"),
+])
+def test_invalid_execution_settings_fail_at_start_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg_of("replay", [override]))
+
+
+def test_live_feed_with_the_local_venue_is_refused():
+    with pytest.raises(ConfigError, match=r"venue\.enabled"):
+        validate(cfg_of("replay", ["feed=live"]))
 
 
 @pytest.mark.parametrize("override, key", [
