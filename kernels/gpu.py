@@ -356,3 +356,291 @@ def strategy_ack(n, intents, decisions, ss, sg):
         return 0
     r = _run_single(_strategy_ack_kernel, (n, intents, decisions, ss, sg), (3, 4))
     return int(r[0])
+
+
+# --- the device-resident pipeline (pipeline/gpu.py drives it) -------------------------------------
+# One kernel runs decode -> books -> features -> model -> strategy -> risk for every batch that the
+# host publishes in the mapped frame ring (kernels/ring.py), and publishes order rows and
+# intents with their decisions to mapped output rings. ``wait=1`` makes it persistent: thread 0
+# polls the control block until the host sets the stop flag (no launch per tick); ``wait=0``
+# processes the batches already published and returns (the batched-launch mode). One block:
+# every phase ends at a block barrier, so phases need no grid-wide synchronisation.
+#
+# Parallel phases: decode (one thread per message), the books (one thread per book shard: a
+# shard owns the symbols with ``locate % shards == p`` and its own slices of the order and level
+# tables, hashes and free stacks, so shards never share a slot), feature-row compaction and the
+# model (one thread per feature row). Chains over shared state (feed status, strategy, risk)
+# run on thread 0, in batch order, exactly as on the CPU.
+from numba import int64 as _i64  # noqa: E402
+
+from kernels import book as _B  # noqa: E402
+from kernels import features as _FT  # noqa: E402
+from kernels import intents as _IN  # noqa: E402
+from kernels import ring as _R  # noqa: E402
+
+_N_FEATURES = _FT.N_FEATURES
+_N_KEYS = _FT.N_KEYS
+_NI = _IN.NI
+_N_CTR = _B.N_CTR
+
+
+@cuda.jit(device=True)
+def _wait_space(ctl, head_slot, tail_slot, cap, need):
+    """Thread 0: wait until an output ring has ``need`` free slots. False when it cannot happen
+    (the stop flag is set, or the ring is smaller than ``need``): the caller flags the error."""
+    if need > cap:
+        return False
+    while True:
+        cuda.threadfence_system()
+        if _R.ring_free(ctl[head_slot], ctl[tail_slot], cap) >= need:
+            return True
+        if ctl[_R.CTL_STOP] != 0:
+            return False
+
+
+@cuda.jit(device=True)
+def _fail(ctl, code, batch):
+    ctl[_R.CTL_ERROR_AT] = batch
+    cuda.threadfence_system()
+    ctl[_R.CTL_ERROR] = code
+
+
+@cuda.jit(device=True)
+def _books_shard(p, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, shares, price, stock_i, aux, alpha,
+                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, sctr, shard_dims, bp, subs, stop_ts,
+                 fo_s, fk_s, frow):
+    """Shard ``p`` applies its symbols' events of the batch in order, one ``apply_events`` call
+    per event, writing event ``i``'s feature row (if any) to row ``i`` of ``fo_s``/``fk_s``."""
+    shards = shard_dims[0]
+    so = shard_dims[1]
+    ho = shard_dims[2]
+    sl = shard_dims[3]
+    hl = shard_dims[4]
+    pc = sctr[p]
+    if pc[_B.C_ERROR] != 0:
+        return
+    pofree = ofree[p * so:(p + 1) * so]
+    pok = ok[p * ho:(p + 1) * ho]
+    pov = ov[p * ho:(p + 1) * ho]
+    plfree = lfree[p * sl:(p + 1) * sl]
+    plk = lk[p * hl:(p + 1) * hl]
+    plv = lv[p * hl:(p + 1) * hl]
+    for i in range(n):
+        if status[i] == _itch.OK and _R.shard_of(_i64(locate[i]), shards) == p:
+            done, nf = _apply_events(1, kind[i:], side[i:], locate[i:], ts[i:], seq[i:], ref_i[i:], new_ref_i[i:],
+                                     shares[i:], price[i:], stock_i[i:], aux[i:], alpha[i:], oi, oj, pofree, pok,
+                                     pov, li, lj, plfree, plk, plv, bk, sym, fs, pc, bp, subs, stop_ts, fo_s[i:],
+                                     fk_s[i:])
+            frow[i] = nf
+            if pc[_B.C_ERROR] != 0:
+                pc[_B.C_ERROR_EVENT] = i
+                return
+
+
+@cuda.jit(device=True)
+def _books_reduce(n, shard_dims, sctr, ctr, frow):
+    """Thread 0: the shards' counters summed into ``ctr`` (the largest book's level count: the
+    maximum); feature rows numbered in event order (``frow[i]`` = row + 1, 0 for none).
+    Returns ``(feature rows, book error code, event of the error)``."""
+    shards = shard_dims[0]
+    err = 0
+    at = n
+    for c in range(_N_CTR):
+        acc = 0
+        for p in range(shards):
+            v = sctr[p, c]
+            if c == _B.C_MAX_LEVELS_SEEN:
+                if v > acc:
+                    acc = v
+            else:
+                acc += v
+        ctr[c] = acc
+    for p in range(shards):
+        e = sctr[p, _B.C_ERROR]
+        if e != 0 and sctr[p, _B.C_ERROR_EVENT] < at:
+            err = e
+            at = sctr[p, _B.C_ERROR_EVENT]
+    ctr[_B.C_ERROR] = err
+    ctr[_B.C_ERROR_EVENT] = at if err != 0 else 0
+    nf = 0
+    for i in range(n):
+        if frow[i] != 0:
+            nf += 1
+            frow[i] = nf
+    return nf, err, at
+
+
+@cuda.jit(device=True)
+def _risk_and_publish(t, n, nf, status, sess, seq, locate, ts, ctl, fo, fk, pred, ss, sg, pf, pi, intents,
+                      g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, bk, li, sym, res, out, risk_rows,
+                      iring, oring, jf, jk, jp):
+    """Thread 0, after the model: feed status, kill request, strategy, risk checks (in chunks
+    of ``risk_rows`` intents, as ``RiskStage.check``), the strategy's acknowledgement, and the
+    output rings. Returns 0 or an ``ERR_*`` code."""
+    for i in range(n):
+        if status[i] == _itch.OK:
+            _feed_health(1, sess[i:], seq[i:], locate[i:], ts[i:], g, lim, ls, ps, hs, ovk, ovl, sym)
+    if ctl[_R.CTL_KILL] != 0 and g[_risk.G_KILL] == 0:
+        g[_risk.G_KILL] = ctl[_R.CTL_KILL]
+    jcap = jp.shape[0]
+    if jcap > 0:
+        j0 = ctl[_R.CTL_JOURNAL]
+        if j0 + nf > jcap:
+            return _R.ERR_JOURNAL_FULL
+        for r in range(nf):
+            for c in range(_N_FEATURES):
+                jf[j0 + r, c] = fo[r, c]
+            for c in range(_N_KEYS):
+                jk[j0 + r, c] = fk[r, c]
+            jp[j0 + r] = pred[r]
+        ctl[_R.CTL_JOURNAL] = j0 + nf
+    k = _strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
+    base = 0
+    lo = 0
+    ocap = oring.shape[0]
+    while lo < k:
+        m = min(risk_rows, k - lo)
+        g[_risk.G_OUT_N] = 0
+        _check_intents(m, intents[lo:], res[lo:], out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym)
+        if g[_risk.G_ERROR] != 0:
+            return _R.ERR_RISK_OUT
+        for j in range(m):
+            if res[lo + j, _IN.D_OUT] >= 0:
+                res[lo + j, _IN.D_OUT] += base
+        no = g[_risk.G_OUT_N]
+        if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, ocap, no):
+            return _R.ERR_RING_FULL
+        head = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
+        cuda.threadfence_system()
+        ctl[_R.CTL_ORD_HEAD] = head
+        base += no
+        lo += m
+    _strategy_ack(k, intents, res, ss, sg)
+    icap = iring.shape[0]
+    if not _wait_space(ctl, _R.CTL_INT_HEAD, _R.CTL_INT_TAIL, icap, k):
+        return _R.ERR_RING_FULL
+    head = ctl[_R.CTL_INT_HEAD]
+    for j in range(k):
+        head = _R.push_pair(iring, head, intents, res, j, _NI)
+    cuda.threadfence_system()
+    ctl[_R.CTL_INT_HEAD] = head
+    return 0
+
+
+@cuda.jit
+def pipeline_kernel(wait, full,
+                    buf, mo, ml, mseq, msess, mrx, bq, ctl,
+                    status, kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price,
+                    match, stock, aux, alpha, ref_i, new_ref_i, stock_i, stats,
+                    oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, sctr, shard_dims, bp, subs,
+                    stop_ts, fo_s, fk_s, frow, fo, fk,
+                    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, pred,
+                    ss, sg, pf, pi, intents,
+                    g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, res, out, risk_rows,
+                    iring, oring, jf, jk, jp):
+    """The whole pipeline on device-resident state, one block (``pipeline/gpu.py`` has the
+    argument layout). ``wait``: 1 persistent (poll the control block until stopped), 0 process
+    the published batches and return. ``full``: 0 stops after the books and features (the
+    decode + book throughput mode), 1 runs model, strategy and risk too."""
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    sh = cuda.shared.array(4, _i64)
+    h = cuda.local.array((2, _MAX_WIDTH), _f64)
+    polls = 0
+    if tid == 0:
+        ctl[_R.CTL_STATE] = _R.STATE_RUNNING
+    while True:
+        # --- thread 0 takes the next published batch (or learns to stop) -----------------------
+        if tid == 0:
+            t = ctl[_R.CTL_TAIL]
+            go = 0
+            while True:
+                cuda.threadfence_system()
+                if ctl[_R.CTL_ERROR] != 0:
+                    break
+                if ctl[_R.CTL_HEAD] > t:
+                    go = 1
+                    break
+                if wait == 0 or ctl[_R.CTL_STOP] != 0:
+                    break
+                polls += 1
+            sh[0] = go
+            sh[3] = 0
+            if go != 0:
+                slot = t % bq.shape[0]
+                sh[1] = bq[slot, 0]
+                sh[2] = bq[slot, 1]
+        cuda.syncthreads()
+        if sh[0] == 0:
+            break
+        m0 = sh[1]
+        n = sh[2]
+        mcap = mo.shape[0]
+        # --- decode: one thread per message, into row i of the batch's event table -------------
+        for i in range(tid, n, nthr):
+            j = (m0 + i) % mcap
+            r = _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking,
+                                sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
+            status[i] = r
+            frow[i] = 0
+            if r == _itch.OK:
+                cuda.atomic.add(stats, S.TYPE_BASE + _i64(kind[i]), 1)
+                cuda.atomic.add(stats, S.DECODED, 1)
+            else:
+                cuda.atomic.add(stats, r, 1)
+        if tid == 0:
+            cuda.atomic.add(stats, S.MESSAGES_IN, n)
+        cuda.syncthreads()
+        # --- books: one thread per shard ------------------------------------------------------
+        if tid < shard_dims[0]:
+            _books_shard(tid, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, shares, price, stock_i,
+                         aux, alpha, oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, sctr, shard_dims,
+                         bp, subs, stop_ts, fo_s, fk_s, frow)
+        cuda.syncthreads()
+        if tid == 0:
+            nf, err, at = _books_reduce(n, shard_dims, sctr, ctr, frow)
+            sh[1] = nf
+            if err != 0:
+                ctl[_R.CTL_BOOK_ERROR] = err
+                ctl[_R.CTL_BOOK_EVENT] = at
+                _fail(ctl, _R.ERR_BOOK, ctl[_R.CTL_TAIL])
+                sh[3] = 1
+        cuda.syncthreads()
+        if sh[3] != 0:
+            break
+        nf = sh[1]
+        # --- feature rows in event order, then the model: one thread per row --------------------
+        for i in range(tid, n, nthr):
+            r = frow[i]
+            if r != 0:
+                for c in range(_N_FEATURES):
+                    fo[r - 1, c] = fo_s[i, c]
+                for c in range(_N_KEYS):
+                    fk[r - 1, c] = fk_s[i, c]
+        cuda.syncthreads()
+        if full != 0:
+            for r in range(tid, nf, nthr):
+                pred[r] = _predict_row(fo, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b,
+                                       b_off, act, h)
+            cuda.syncthreads()
+        # --- chains on thread 0: feed status, strategy, risk; publish ---------------------------
+        if tid == 0:
+            t = ctl[_R.CTL_TAIL]
+            e = 0
+            if full != 0:
+                e = _risk_and_publish(t, n, nf, status, sess, seq, locate, ts, ctl, fo, fk, pred, ss, sg, pf, pi,
+                                      intents, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, bk, li,
+                                      sym, res, out, risk_rows, iring, oring, jf, jk, jp)
+            if e != 0:
+                _fail(ctl, e, t)
+                sh[3] = 1
+            else:
+                cuda.threadfence_system()
+                ctl[_R.CTL_TAIL] = t + 1  # the done counter: the batch's outputs are published
+        cuda.syncthreads()
+        if sh[3] != 0:
+            break
+    if tid == 0:
+        ctl[_R.CTL_POLLS] += polls
+        cuda.threadfence_system()
+        ctl[_R.CTL_STATE] = _R.STATE_EXITED

@@ -18,6 +18,25 @@ def pytest_configure(config):
     # the simulator warns that small launches under-use a GPU: expected with tiny test inputs
     config.addinivalue_line("filterwarnings", "ignore::numba.core.errors.NumbaPerformanceWarning")
 
+def pytest_collection_modifyitems(config, items):
+    # `gpu` tests need a real GPU: they run only with HFTBOT_TEST_GPU=1
+    if os.environ.get("HFTBOT_TEST_GPU") != "1":
+        skip = pytest.mark.skip(reason="needs a CUDA GPU: run with HFTBOT_TEST_GPU=1 on a GPU machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # on a GPU machine (HFTBOT_TEST_GPU=1) a `gpu` test that skips is a failure: no silent "no GPU"
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and os.environ.get("HFTBOT_TEST_GPU") == "1" and "gpu" in item.keywords:
+        rep.outcome = "failed"
+        rep.longrepr = f"HFTBOT_TEST_GPU=1 but this GPU test skipped: {rep.longrepr}"
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"

@@ -234,8 +234,18 @@ class FixBridge:
         self.last_write_ns = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the compiled codec (from numba's cache) before the first order needs it."""
+        rows = np.zeros((0, IN.NI), np.int64)
+        C.encode_orders(0, rows, self.sym, 1, time.time_ns(), self.date, self.sender_b, self.target_b, self.prefix,
+                        1, self.msg_ids, self.msg_of, self.ot, self.out, self.offs, 0, self.cnt, self.bad)
+        empty = np.zeros(1, np.int64)
+        C.parse_reports(np.zeros(1, np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex, self.cnt, self.bad,
+                        self._fills)
+
     def start(self, wait: bool = True) -> None:
         fix = _import_quickfix()
+        self.warm_up()
         text = session_settings(role="initiator", host=self.host, port=self.port, sender=self.sender,
                                 target=self.target, heartbeat_s=self.heartbeat_s, state_dir=self.state_dir,
                                 reconnect_s=self.reconnect_s, logon_timeout_s=self.logon_timeout_s,
