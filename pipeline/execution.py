@@ -31,6 +31,10 @@ ORD_REJ_REASONS = {0: "broker_option", 1: "unknown_symbol", 2: "exchange_closed"
                    4: "too_late_to_enter", 5: "unknown_order", 6: "duplicate_order", 11: "unsupported_order",
                    13: "incorrect_quantity", 99: "other"}
 
+#: FIX CxlRejReason(102) names (cancel and replace requests)
+CXL_REJ_REASONS = {0: "too_late_to_cancel", 1: "unknown_order", 2: "broker_option", 3: "already_pending",
+                   6: "duplicate_clordid", 99: "other"}
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -188,9 +192,12 @@ class Execution:
         br = self.bridge
         out: dict[str, Any] = {"session_date": self.date, "clordid_prefix": br.prefix_str, **br.counters()}
         n = br.n_msgs
-        rej = br.ot[:n, C.O_REJ][br.ot[:n, C.O_STATE] == C.ST_REJECTED]
-        out["venue_rejects_by_reason"] = {ORD_REJ_REASONS.get(int(r), f"code_{int(r)}"): int(c)
-                                          for r, c in zip(*np.unique(rej, return_counts=True))}
+        rejected = br.ot[:n, C.O_STATE] == C.ST_REJECTED
+        new = br.ot[:n, C.O_KIND] == IN.KIND_NEW
+        for key, rows, names in (("venue_rejects_by_reason", rejected & new, ORD_REJ_REASONS),
+                                 ("cancel_rejects_by_reason", rejected & ~new, CXL_REJ_REASONS)):
+            codes = br.ot[:n, C.O_REJ][rows]
+            out[key] = {names.get(int(r), f"code_{int(r)}"): int(c) for r, c in zip(*np.unique(codes, return_counts=True))}
         fills = br.fill_table()
         out["fills"] = int(fills.shape[0])
         out["filled_shares"] = int(fills[:, 1].sum()) if fills.shape[0] else 0
@@ -215,6 +222,13 @@ def format_execution(ex: dict[str, Any]) -> list[str]:
              f"working {ex['orders_working']:,}"]
     if ex["venue_rejects_by_reason"]:
         lines.append("venue rejections: " + ", ".join(f"{k} {v:,}" for k, v in ex["venue_rejects_by_reason"].items()))
+    if ex["cancel_rejects_by_reason"]:
+        lines.append("cancel/replace rejected by the venue: "
+                     + ", ".join(f"{k} {v:,}" for k, v in ex["cancel_rejects_by_reason"].items()))
+    if ex.get("venue") and "positions" in ex["venue"]:
+        pos = {k: v for k, v in ex["venue"]["positions"].items() if v}
+        lines.append("venue      fills " + f"{ex['venue'].get('fills', 0):,}, positions "
+                     + (", ".join(f"{k} {v:+,}" for k, v in sorted(pos.items())) or "flat"))
     odd = {k: ex[k] for k in ("duplicate_reports", "bad_reports", "unknown_clordid", "illegal_transitions",
                               "session_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
     if odd:
