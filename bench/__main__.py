@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     latest = json.loads((CACHE / "latest.json").read_text())
     latest["risk"] = risk_bench.section(100_000, args.repeat)
     (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
+    # GPU-resident pipeline next to the CPU backend (bench/gpu.py); without a GPU it says what was not measured
+    from bench import gpu as gpu_bench
+
+    print()
+    latest = json.loads((CACHE / "latest.json").read_text())
+    latest["gpu"] = gpu_bench.section(messages=min(args.messages, 2_000_000), repeat=args.repeat)
+    (CACHE / "latest.json").write_text(json.dumps(latest, indent=2, default=str))
     # live feed: AF_XDP vs the plain UDP socket on a veth pair (bench/live.py; needs root + BPF)
     from bench import live as live_bench
 

@@ -1,0 +1,459 @@
+"""The GPU-resident pipeline: decode -> books -> features -> model -> strategy -> risk in one
+numba-cuda kernel on device-resident state, fed and drained through rings in mapped host memory.
+
+Layout (``kernels/ring.py`` has the ring protocol, ``kernels/gpu.py`` the kernel):
+
+- **state** lives on the device, copied there once: the book (``pipeline.book.BookState``
+  arrays, split into ``shards`` slices, see below), the feature state, the model's weights, the
+  strategy's and risk's tables and limits. ``fetch()`` copies it back for reports and tests.
+- **frames in**: message bytes sit in a mapped byte ring (replay: copied from the capture
+  reader's chunk, one memcpy per batch; live: the AF_XDP UMEM registered as mapped memory would
+  take its place and the copy goes away). Per message a descriptor (offset, length, sequence
+  number, session, arrival time) goes to a mapped descriptor ring, per batch one row (first
+  message, count) to the mapped batch ring, then the host publishes the batch by storing the
+  head counter ``ctl[CTL_HEAD]``. Framing (pcap/pcapng records, MoldUDP64 headers) stays on the
+  host: it is a sequential walk of a few ns per packet (``replay.capture.CaptureReader``).
+- **one stream, no launch per tick**: ``start()`` launches the persistent kernel (``wait=1``);
+  its thread 0 polls the control block, processes each published batch with the whole block,
+  and exits when the host sets the stop flag and every published batch is done. The
+  batched-launch mode (``launch()``, ``wait=0``) processes what is published and returns: one
+  launch per group of batches, for throughput runs where latency does not matter.
+- **order intents out**: accepted orders (risk's orders-out rows: what the FIX bridge sends) go
+  to a mapped orders ring, every intent with its risk decision to a mapped intents ring; the
+  host bridge polls them (``poll_orders``, ``poll_intents``). ``ctl[CTL_TAIL]`` is the done
+  counter: when it passes a batch, that batch's outputs are published.
+
+Book shards: shard ``p`` (device thread ``p``) owns the symbols with ``locate % shards == p``
+and a private slice of the order and level slots, hashes and free stacks (``shard_capacity`` x
+``book.max_orders`` / ``max_levels`` each), so books update in parallel with no atomics. Slots
+are shard-local, so the arrays differ from the CPU's when ``shards > 1``; the books they hold
+are the same (tests compare every level of every book). ``shards=1`` keeps the CPU's layout
+bit for bit.
+
+Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) a kernel launch blocks until the kernel
+returns, so a persistent kernel cannot be fed while it runs: ``run_prefilled`` publishes every
+batch and sets the stop flag *before* the launch, and the kernel drains the rings and exits.
+That is how the tests run it; feeding a running kernel needs a GPU (``tests/test_gpu_only.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from kernels import book as B
+from kernels import intents as IN
+from kernels import ring as RG
+from kernels import stats as S
+from kernels.events import EVENT_COLUMNS, EventTable
+from pipeline.book import BookCapacityError, BookStage, BookState, _pow2_at_least
+from pipeline.risk import RiskCapacityError, RiskStage
+from pipeline.strategy import StrategyStage
+
+
+class GpuPipelineError(RuntimeError):
+    """The GPU pipeline cannot run here, or stopped on an error its message names."""
+
+
+def load_cuda():
+    """``(numba.cuda, kernels.gpu)``, or ``GpuPipelineError`` saying what to install or set."""
+    from pipeline.backends import BackendError, load
+
+    try:
+        k = load("cuda")
+    except BackendError as exc:
+        raise GpuPipelineError(f"the GPU-resident pipeline: {exc}") from None
+    from numba import cuda
+
+    return cuda, k
+
+
+def simulated() -> bool:
+    import os
+
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _host(a):
+    """The host-side numpy view of a mapped array (the simulator's stand-in wraps a numpy array)."""
+    return a if isinstance(a, np.ndarray) else a._ary
+
+
+class ShardedBook:
+    """``BookState`` laid out in ``shards`` slices: ``So`` order slots, ``Ho`` hash slots, ``Sl``
+    level slots and ``Hl`` level-hash slots per shard; ``sctr[p]`` each shard's counters."""
+
+    def __init__(self, max_orders: int, max_levels: int, max_symbols: int, shards: int = 1,
+                 shard_capacity: float = 1.0):
+        if shards < 1:
+            raise ValueError("gpu.shards must be at least 1")
+        p = int(shards)
+        so = max(16, math.ceil(max_orders * shard_capacity)) if p > 1 else int(max_orders)
+        sl = max(16, math.ceil(max_levels * shard_capacity)) if p > 1 else int(max_levels)
+        ho, hl = _pow2_at_least(2 * so), _pow2_at_least(2 * sl)
+        st = BookState(p * so, p * sl, max_symbols)
+        st.ok = np.zeros(p * ho, np.int64)
+        st.ov = np.full(p * ho, -1, np.int32)
+        st.lk = np.zeros(p * hl, np.int64)
+        st.lv = np.full(p * hl, -1, np.int32)
+        st.ofree = np.concatenate([np.arange((q + 1) * so - 1, q * so - 1, -1, dtype=np.int32) for q in range(p)])
+        st.lfree = np.concatenate([np.arange((q + 1) * sl - 1, q * sl - 1, -1, dtype=np.int32) for q in range(p)])
+        self.sctr = np.zeros((p, B.N_CTR), np.int64)
+        self.sctr[:, B.C_FREE_ORDERS] = so
+        self.sctr[:, B.C_FREE_LEVELS] = sl
+        self.dims = np.array([p, so, ho, sl, hl], np.int64)
+        self.state = st
+        self.shards, self.so, self.sl = p, so, sl
+
+
+class GpuPipeline:
+    """Decode to risk on the device. Build with ``from_config`` (the run config) or directly.
+
+    ``batch``: messages per device batch (the per-tick unit: a submitted ``MessageBatch`` is cut
+    into batches of at most this many; small for latency, large for throughput);
+    ``ring_batches``: batches in flight; ``frame_bytes``: the mapped byte ring;
+    ``threads``: the block size (at least ``shards``); ``journal_rows``: keep every feature
+    row and prediction on the device (tests, research; 0 = off); ``full=False``: decode, books
+    and features only (the throughput benchmark; no model needed).
+    """
+
+    def __init__(self, *, max_orders: int, max_levels: int, max_symbols: int, symbols: Iterable[str] = (),
+                 tau_flow_ns: float = 1e9, tau_rv_ns: float = 60e9, top_n: int = 5, stop_ts: int = 2**62,
+                 model=None, strategy_conf: Any = None, risk_conf: Any = None, max_sessions: int = 64,
+                 batch: int = 4096, shards: int = 1, shard_capacity: float = 1.0, threads: int | None = None,
+                 ring_batches: int = 64, frame_bytes: int = 16 << 20, orders_rows: int | None = None,
+                 intents_rows: int | None = None, journal_rows: int = 0, full: bool = True):
+        self.cuda, self.k = load_cuda()
+        from kernels import cpu
+
+        cuda = self.cuda
+        self.full = bool(full)
+        if self.full and (model is None or strategy_conf is None or risk_conf is None):
+            raise GpuPipelineError("the GPU pipeline needs a model, a strategy and risk (full=False: books only)")
+        self.B = int(batch)
+        if self.B < 1:
+            raise GpuPipelineError("gpu.batch must be at least 1 message")
+        self.sb = ShardedBook(max_orders, max_levels, max_symbols, shards, shard_capacity)
+        book = self.sb.state
+        self.book = book
+        self.threads = int(threads or max(32, 32 * math.ceil(self.sb.shards / 32)))
+        if self.threads < self.sb.shards:
+            raise GpuPipelineError(f"gpu.threads ({self.threads}) must be at least gpu.shards ({self.sb.shards})")
+        bs = BookStage(cpu, book, 1, symbols=list(symbols), tau_flow_ns=tau_flow_ns, tau_rv_ns=tau_rv_ns,
+                       top_n=top_n, stop_ts=stop_ts)
+        self.stop_ts = int(stop_ts)
+        rows = book.sym.shape[0]
+        # host-side builders of the CPU stages make the initial state and the parameters
+        self.risk = RiskStage(cpu, risk_conf, book, max_sessions=max_sessions) if risk_conf is not None else None
+        self.strategy = (StrategyStage(cpu, strategy_conf, rows=rows, capacity=self.B,
+                                       positions=self.risk.state.ps) if self.risk is not None else None)
+        self.model = model
+        self.stats = S.new_stats()  # decode counters (framing counts stay in the reader's)
+        to = cuda.to_device
+        n = self.B
+        # -- device-resident state ------------------------------------------------------------
+        self.d_cols = {name: to(np.zeros((n, *shape), dt)) for name, dt, shape in EVENT_COLUMNS}
+        self.d_status = cuda.device_array(n, np.int64)
+        self.d_stats = to(self.stats)
+        self.d_book = [to(a) for a in book.arrays()[:13]]  # oi .. fs
+        self.d_ctr = to(book.ctr)
+        self.d_sctr = to(self.sb.sctr)
+        self.d_dims = to(self.sb.dims)
+        self.d_bp, self.d_subs = to(bs.params), to(bs.subs)
+        from kernels import features as FT
+
+        self.d_fo_s = cuda.device_array((n, FT.N_FEATURES), np.float64)
+        self.d_fk_s = cuda.device_array((n, FT.N_KEYS), np.int64)
+        self.d_frow = cuda.device_array(n, np.int64)
+        self.d_fo = cuda.device_array((n, FT.N_FEATURES), np.float64)
+        self.d_fk = cuda.device_array((n, FT.N_KEYS), np.int64)
+        self.d_pred = cuda.device_array(n, np.float64)
+        if model is not None:
+            mlp = model.mlp()
+            self.d_model = [to(model.in_col), to(model.in_rel), to(mlp.in_scale), to(mlp.in_shift), mlp.n_layers,
+                            to(mlp.dims), to(mlp.w), to(mlp.w_off), to(mlp.b), to(mlp.b_off), to(mlp.act)]
+        else:
+            z = np.zeros(1, np.int64)
+            self.d_model = [to(z), to(z), to(np.ones(1)), to(np.zeros(1)), 0, to(np.ones(2, np.int64)),
+                            to(np.zeros(1)), to(z), to(np.zeros(1)), to(z), to(z)]
+        if self.strategy is not None:
+            s = self.strategy
+            self.d_strat = [to(s.ss), to(s.sg), to(s.pf), to(s.pi), to(s.out)]
+        else:
+            self.d_strat = [to(np.zeros((rows, 12), np.int64)), to(np.zeros(16, np.int64)), to(np.zeros(4)),
+                            to(np.zeros(12, np.int64)), to(IN.new_intents(n))]
+        if self.risk is not None:
+            r, rs = self.risk, self.risk.state
+            self.risk_rows = r.batch_rows
+            self.d_risk = [to(rs.g), to(r.lim), to(rs.ls), to(rs.ps), to(rs.hs), to(rs.ro), to(rs.oh), to(rs.ofree),
+                           to(rs.st), to(rs.rt), to(rs.rc), to(r.ovk), to(r.ovl)]
+            self.d_res = cuda.device_array((n, IN.ND), np.int64)
+            self.d_out = to(r.out)
+            out_rows = r.out.shape[0]
+        else:
+            from kernels import risk as R
+
+            self.risk_rows = 1
+            z = np.zeros((1, 1), np.int64)
+            self.d_risk = [to(np.zeros(R.NG, np.int64)), to(np.zeros(R.NL, np.int64)), to(z), to(z), to(z), to(z),
+                           to(z), to(np.zeros(1, np.int32)), to(z), to(np.zeros((1, 1, 1), np.int64)),
+                           to(np.zeros(IN.N_REASONS, np.int64)), to(np.zeros(1, np.int64)), to(z)]
+            self.d_res = cuda.device_array((n, IN.ND), np.int64)
+            self.d_out = to(np.zeros((1, IN.NI), np.int64))
+            out_rows = 1
+        jr = int(journal_rows)
+        self.d_jf = cuda.device_array((max(jr, 1), FT.N_FEATURES), np.float64)
+        self.d_jk = cuda.device_array((max(jr, 1), FT.N_KEYS), np.int64)
+        self.d_jp = cuda.device_array(jr, np.float64) if jr > 0 else cuda.device_array(0, np.float64)
+        # -- mapped host memory: control block, frames in, orders and intents out ----------------
+        self.ring_batches = int(ring_batches)
+        mcap = self.ring_batches * n
+        self.ctl = cuda.mapped_array(RG.N_CTL, np.int64)
+        self.fbuf = cuda.mapped_array(int(frame_bytes), np.uint8)
+        self.mo = cuda.mapped_array(mcap, np.int64)
+        self.ml = cuda.mapped_array(mcap, np.int32)
+        self.mseq = cuda.mapped_array(mcap, np.uint64)
+        self.msess = cuda.mapped_array(mcap, np.uint16)
+        self.mrx = cuda.mapped_array(mcap, np.int64)
+        self.bq = cuda.mapped_array((self.ring_batches, 2), np.int64)
+        self.oring = cuda.mapped_array((int(orders_rows or max(out_rows, 4 * n)), IN.NI), np.int64)
+        self.iring = cuda.mapped_array((int(intents_rows or 4 * n), IN.NI + IN.ND), np.int64)
+        for a in (self.ctl, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.oring, self.iring):
+            _host(a)[...] = 0
+        self.h_ctl = _host(self.ctl)
+        self.stream = cuda.stream()
+        self._bytes_w = 0                # frame-ring write position (monotone)
+        self._bytes_r = 0                # ... and how far the device has released it
+        self._batch_ends: list[tuple[int, int]] = []  # (batch, byte end) not yet released
+        self._launched = False           # a kernel may be running (GPU only)
+        self._n_batches = 0
+        self._batch_sizes: list[int] = []
+        self._args = self._kernel_args()
+
+    @classmethod
+    def from_config(cls, cfg, *, log=print, **opts) -> "GpuPipeline":
+        """From the run config (the same sub-trees as ``pipeline.run``)."""
+        from pipeline.model import load_model
+
+        b, ft = cfg.book, cfg.features
+        model = load_model(cfg.model.path) if cfg.model.enabled else None
+        if model is not None and cfg.model.backend != "numba":
+            log(f"note       backend=cuda runs the model's weights in the fused kernel (model.backend="
+                f"{cfg.model.backend} applies to the cpu backend)")
+        full = model is not None and bool(cfg.strategy.enabled)
+        return cls(max_orders=b.max_orders, max_levels=b.max_levels, max_symbols=b.max_symbols,
+                   symbols=list(ft.symbols), tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n,
+                   model=model, strategy_conf=cfg.strategy if full else None, risk_conf=cfg.risk if full else None,
+                   max_sessions=int(cfg.feed.max_sessions), full=full, **opts)
+
+    # -- kernel arguments (the order of kernels.gpu.pipeline_kernel) --------------------------------
+    def _kernel_args(self) -> tuple:
+        c = self.d_cols
+        cols = tuple(c[name] for name, _, _ in EVENT_COLUMNS)
+        views = (c["ref"].view(np.int64), c["new_ref"].view(np.int64), c["stock"].view(np.int64))
+        return (int(self.full), self.fbuf, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.ctl,
+                self.d_status, *cols, *views, self.d_stats,
+                *self.d_book, self.d_ctr, self.d_sctr, self.d_dims, self.d_bp, self.d_subs, self.stop_ts,
+                self.d_fo_s, self.d_fk_s, self.d_frow, self.d_fo, self.d_fk,
+                *self.d_model, self.d_pred, *self.d_strat, *self.d_risk, self.d_res, self.d_out,
+                int(self.risk_rows), self.iring, self.oring, self.d_jf, self.d_jk, self.d_jp)
+
+    def _launch(self, wait: int) -> None:
+        self.k.pipeline_kernel[1, self.threads, self.stream](wait, *self._args)
+
+    # -- frames in ------------------------------------------------------------------------------
+    def _release(self) -> None:
+        done = int(self.h_ctl[RG.CTL_TAIL])
+        while self._batch_ends and self._batch_ends[0][0] < done:
+            self._bytes_r = self._batch_ends.pop(0)[1]
+
+    def _wait_for(self, ready, what: str) -> None:
+        """Spin until ``ready()``; with no kernel running (prefill mode, the simulator) a full
+        ring cannot drain: an error naming the size to raise."""
+        while True:
+            self._release()
+            if ready():
+                return
+            self._raise_if_failed()
+            if not self._launched:
+                raise GpuPipelineError(f"the {what} is full with no kernel running: raise gpu.{what.replace(' ', '_')}"
+                                       f" to prefill this much")
+
+    def submit(self, batch) -> int:
+        """Publish a ``replay.capture.MessageBatch`` (cut into device batches of at most
+        ``batch`` messages); returns the device batches published."""
+        h = self.h_ctl
+        buf = batch.buf
+        cap = _host(self.fbuf).shape[0]
+        fb = _host(self.fbuf)
+        count = 0
+        for lo in range(0, int(batch.n), self.B):
+            hi = min(int(batch.n), lo + self.B)
+            off = batch.off[lo:hi].astype(np.int64)
+            ln = batch.length[lo:hi].astype(np.int64)
+            a, z = int(off.min()), int((off + ln).max())
+            size = z - a
+            if size > cap:
+                raise GpuPipelineError(f"a batch of {size:,} bytes exceeds gpu.frame_bytes ({cap:,})")
+            w = self._bytes_w
+            if w % cap + size > cap:  # keep a batch contiguous: skip the ring's tail
+                w += cap - w % cap
+            b = self._n_batches
+            self._wait_for(lambda: b - int(h[RG.CTL_TAIL]) < self.ring_batches, "ring batches")
+            self._wait_for(lambda: w + size - self._bytes_r <= cap, "frame bytes")
+            p = w % cap
+            fb[p:p + size] = buf[a:z]
+            m = hi - lo
+            m0 = (b % self.ring_batches) * self.B
+            _host(self.mo)[m0:m0 + m] = off - a + p
+            _host(self.ml)[m0:m0 + m] = ln
+            _host(self.mseq)[m0:m0 + m] = batch.seq[lo:hi]
+            _host(self.msess)[m0:m0 + m] = batch.sess[lo:hi]
+            _host(self.mrx)[m0:m0 + m] = batch.rx[lo:hi]
+            bq = _host(self.bq)
+            bq[b % self.ring_batches, 0] = m0
+            bq[b % self.ring_batches, 1] = m
+            self._bytes_w = w + size
+            self._batch_ends.append((b, self._bytes_w))
+            self._batch_sizes.append(m)
+            self._n_batches = b + 1
+            h[RG.CTL_HEAD] = b + 1  # publish: descriptors first, then the head (x86 keeps store order)
+            count += 1
+        return count
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Launch the persistent kernel (returns at once on a GPU). Not under the simulator:
+        there a launch blocks until the kernel exits; use ``run_prefilled``."""
+        if simulated():
+            raise GpuPipelineError("the simulator runs a kernel to completion at launch: use run_prefilled()")
+        self._launched = True
+        self._launch(1)
+
+    def stop(self) -> None:
+        """Set the stop flag, wait for the kernel to finish the published batches and exit."""
+        self.h_ctl[RG.CTL_STOP] = 1
+        self.stream.synchronize()
+        self._launched = False
+        self._release()
+        self._raise_if_failed()
+
+    def kill(self, reason: int) -> None:
+        """Kill-switch request (``kernels.risk.KILL_*``): risk latches it before its next check."""
+        self.h_ctl[RG.CTL_KILL] = int(reason)
+
+    def run_prefilled(self, batches: Iterable) -> int:
+        """Publish every batch, set the stop flag, then run the persistent kernel until it has
+        drained the ring (the simulator's way to test it; on a GPU it is a single launch over
+        a prefilled ring). Returns the device batches processed."""
+        for b in batches:
+            self.submit(b)
+        self.h_ctl[RG.CTL_STOP] = 1
+        self._launch(1)
+        self.stream.synchronize()
+        self._release()
+        self._raise_if_failed()
+        return int(self.h_ctl[RG.CTL_TAIL])
+
+    def launch(self, sync: bool = True) -> None:
+        """Batched-launch mode: one launch processes every batch published so far."""
+        self._launched = True
+        self._launch(0)
+        if sync:
+            self.stream.synchronize()
+            self._launched = False
+            self._release()
+            self._raise_if_failed()
+
+    @property
+    def done(self) -> int:
+        """Device batches completed (the done counter)."""
+        return int(self.h_ctl[RG.CTL_TAIL])
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def _poll(self, ring, head_slot: int, tail_slot: int) -> np.ndarray:
+        h = self.h_ctl
+        r = _host(ring)
+        head, tail = int(h[head_slot]), int(h[tail_slot])
+        idx = np.arange(tail, head) % r.shape[0]
+        rows = r[idx].copy()
+        h[tail_slot] = head
+        return rows
+
+    def poll_orders(self) -> np.ndarray:
+        """Orders published since the last poll (int64 [m, NI]: what the FIX bridge sends)."""
+        return self._poll(self.oring, RG.CTL_ORD_HEAD, RG.CTL_ORD_TAIL)
+
+    def poll_intents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Intents published since the last poll and their risk decisions ([m, NI], [m, ND])."""
+        rows = self._poll(self.iring, RG.CTL_INT_HEAD, RG.CTL_INT_TAIL)
+        return rows[:, :IN.NI], rows[:, IN.NI:]
+
+    def journal(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every feature row (values, keys) and prediction so far (``journal_rows > 0``)."""
+        n = int(self.h_ctl[RG.CTL_JOURNAL])
+        return (self.d_jf.copy_to_host()[:n], self.d_jk.copy_to_host()[:n], self.d_jp.copy_to_host()[:n])
+
+    def last_events(self) -> EventTable:
+        """The event table of the last device batch, compacted to the decoded rows as the CPU
+        ``DecodeStage`` writes it (a host copy, for tests and debugging)."""
+        n = self._batch_sizes[-1] if self._batch_sizes else 0
+        ok = self.d_status.copy_to_host()[:n] == 0
+        t = EventTable(max(int(ok.sum()), 1))
+        t.n = int(ok.sum())
+        for name, _, _ in EVENT_COLUMNS:
+            t.cols[name][: t.n] = self.d_cols[name].copy_to_host()[:n][ok]
+        return t
+
+    def fetch(self) -> None:
+        """Copy the device state back into the host objects (``book``, ``risk.state``,
+        ``strategy``, ``stats``, ``sb.sctr``) for reports and comparisons."""
+        for host, dev in zip(self.book.arrays()[:13], self.d_book):
+            dev.copy_to_host(host)
+        self.d_ctr.copy_to_host(self.book.ctr)
+        self.d_sctr.copy_to_host(self.sb.sctr)
+        self.d_stats.copy_to_host(self.stats)
+        if self.strategy is not None:
+            self.d_strat[0].copy_to_host(self.strategy.ss)
+            self.d_strat[1].copy_to_host(self.strategy.sg)
+        if self.risk is not None:
+            rs = self.risk.state
+            for host, dev in zip((rs.g, None, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, rs.rc),
+                                 self.d_risk):
+                if host is not None:
+                    dev.copy_to_host(host)
+
+    # -- errors -----------------------------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        h = self.h_ctl
+        err = int(h[RG.CTL_ERROR])
+        if not err:
+            return
+        at = int(h[RG.CTL_ERROR_AT])
+        if err == RG.ERR_BOOK:
+            code, row = int(h[RG.CTL_BOOK_ERROR]), int(h[RG.CTL_BOOK_EVENT])
+            seq = int(self.d_cols["seq"].copy_to_host()[row])
+            ts = int(self.d_cols["ts"].copy_to_host()[row])
+            per = f" per shard, {self.sb.shards} shards" if self.sb.shards > 1 else ""
+            key = {B.ERR_ORDERS_FULL: f"book.max_orders ({self.sb.so:,}{per})",
+                   B.ERR_LEVELS_FULL: f"book.max_levels ({self.sb.sl:,}{per})",
+                   B.ERR_FEATURES_FULL: "feature rows per batch"}.get(code, f"error {code}")
+            raise BookCapacityError(f"{key} exceeded at event seq {seq} (ts {ts}); raise it in the config")
+        if err == RG.ERR_RISK_OUT:
+            raise RiskCapacityError(f"risk: the orders-out table ({self.d_out.shape[0]:,} rows) filled in device "
+                                    f"batch {at}; raise risk.batch_rows or risk.max_open_orders")
+        if err == RG.ERR_RING_FULL:
+            raise GpuPipelineError(f"an output ring filled in device batch {at} with the stop flag set and nobody "
+                                   f"reading it: raise gpu.orders_rows / gpu.intents_rows, or poll while it runs")
+        if err == RG.ERR_JOURNAL_FULL:
+            raise GpuPipelineError(f"the feature journal filled in device batch {at}: raise gpu.journal_rows")
+        raise GpuPipelineError(f"device error {err} in batch {at}")
+
+    # -- reports ----------------------------------------------------------------------------------
+    def device_name(self) -> str:
+        if simulated():
+            return "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+        return str(self.cuda.get_current_device().name.decode() if isinstance(
+            self.cuda.get_current_device().name, bytes) else self.cuda.get_current_device().name)

@@ -1,0 +1,277 @@
+"""The GPU-resident pipeline (``pipeline/gpu.py``) against the CPU backend: a generated capture
+through decode -> books -> features -> model -> strategy -> risk on the CPU stages, and through
+the one fused CUDA kernel (the simulator here; a GPU with HFTBOT_TEST_GPU=1) with the same batch
+boundaries: identical event tables, books, features, intents, risk decisions and orders.
+
+The simulator runs a kernel launch to completion, so the persistent kernel is tested on a
+prefilled ring with the stop flag already set (``GpuPipeline.run_prefilled``); feeding a
+running kernel is in ``tests/test_gpu_only.py``. Inputs are tiny: the simulator runs ~10K
+threads/s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from kernels import book as B
+from kernels import intents as IN
+from kernels import ring as RG
+from kernels import risk as R
+from kernels.events import COLUMN_NAMES
+from pipeline.config import register
+from replay.capture import CaptureReader, MessageBatch
+from tests.conftest import REPO
+
+MESSAGES = 2500
+SYMBOLS = 4
+BATCH = 400  # messages per device batch: several batches, so state carries across them
+BOOK = dict(max_orders=4096, max_levels=2048, max_symbols=16)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    register()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="replay", overrides=["features.symbols=[*]", "risk.max_open_orders=1024",
+                                                         "risk.batch_rows=64"])
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    from replay.generator import generate
+
+    path = tmp_path_factory.mktemp("gpu") / "feed.itch"
+    generate(path, fmt="itch", n_messages=MESSAGES, n_symbols=SYMBOLS, seed=5)
+    return path
+
+
+def device_batches(path, size=BATCH, reader=None):
+    """The capture as message batches of at most ``size`` (the device's batch boundaries)."""
+    reader = reader or CaptureReader(path)
+    for b in reader:
+        for lo in range(0, b.n, size):
+            hi = min(b.n, lo + size)
+            yield MessageBatch(b.buf, b.off[lo:hi], b.length[lo:hi], b.seq[lo:hi], b.sess[lo:hi], b.rx[lo:hi],
+                               hi - lo)
+
+
+def cpu_reference(cfg, path, kill=0):
+    """The CPU stages batch by batch, as ``pipeline.run`` chains them; every output kept.
+    ``kill``: a kill-switch reason latched before the first batch (as the signal handler does)."""
+    from kernels import cpu
+    from pipeline.book import BookStage, BookState
+    from pipeline.model import ModelStage, load_model
+    from pipeline.risk import RiskStage
+    from pipeline.stages import DecodeStage
+    from pipeline.strategy import StrategyStage
+
+    reader = CaptureReader(path)
+    ft = cfg.features
+    state = BookState(**BOOK)
+    decode = DecodeStage(cpu, BATCH, reader.stats)
+    books = BookStage(cpu, state, BATCH, symbols=list(ft.symbols), tau_flow_ns=ft.tau_flow_ns,
+                      tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
+    risk = RiskStage.from_config(cpu, cfg, state)
+    model = ModelStage(load_model(cfg.model.path), "numba", cpu, BATCH)
+    strat = StrategyStage(cpu, cfg.strategy, rows=state.sym.shape[0], capacity=BATCH, positions=risk.state.ps)
+    risk.state.g[R.G_KILL] = kill
+    out = {"events": [], "fo": [], "fk": [], "pred": [], "intents": [], "decisions": [], "orders": []}
+    for b in device_batches(path, reader=reader):
+        ev = decode(b)
+        out["events"].append(ev.to_records())
+        fb = books(ev)
+        out["fo"].append(fb.values[:fb.n].copy())
+        out["fk"].append(fb.keys[:fb.n].copy())
+        risk.on_events(ev)
+        pb = model(fb)
+        out["pred"].append(pb.values[:pb.n].copy())
+        ib = strat(pb)
+        if ib.n:
+            d = risk.check(ib.rows, ib.n)
+            strat.on_decisions(ib, d.decisions)
+            out["intents"].append(ib.intents.copy())
+            out["decisions"].append(d.decisions.copy())
+            out["orders"].append(d.orders.copy())
+    cat = {k: np.concatenate(v) for k, v in out.items() if k != "events"}
+    cat["events"] = out["events"]
+    return cat, state, risk, strat, reader.stats
+
+
+def gpu_pipeline(cfg, **opts):
+    from pipeline.gpu import GpuPipeline
+
+    return GpuPipeline.from_config(cfg, batch=BATCH, journal_rows=MESSAGES, **{**BOOK_OPTS(cfg), **opts})
+
+
+def BOOK_OPTS(cfg):
+    cfg.book.max_orders, cfg.book.max_levels, cfg.book.max_symbols = (BOOK["max_orders"], BOOK["max_levels"],
+                                                                      BOOK["max_symbols"])
+    return {}
+
+
+def books_equal(a, b, rows):
+    """Every level of every book of ``a`` and ``b`` (BookState) the same, slot numbers aside."""
+    from kernels import cpu
+
+    for book in range(2 * rows):
+        oa = np.zeros((4096, 3), np.int64)
+        ob = np.zeros((4096, 3), np.int64)
+        na = cpu.top_levels(book, 4096, a.bk, a.li, a.lj, oa)
+        nb = cpu.top_levels(book, 4096, b.bk, b.li, b.lj, ob)
+        assert na == nb and np.array_equal(oa[:na], ob[:nb]), f"book {book}"
+
+
+@pytest.fixture(scope="module")
+def reference(cfg, capture):
+    return cpu_reference(cfg, capture)
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("shards", [1, 3])
+def test_persistent_kernel_matches_the_cpu_pipeline(cfg, capture, reference, shards):
+    ref, state, risk, strat, stats = reference
+    g = gpu_pipeline(cfg, shards=shards, threads=4)
+    framing = CaptureReader(capture)
+    done = g.run_prefilled(device_batches(capture, reader=framing))
+    assert done == len(ref["events"]) > 3
+    g.fetch()
+    assert g.h_ctl[RG.CTL_STATE] == RG.STATE_EXITED and g.h_ctl[RG.CTL_ERROR] == 0
+    # features and predictions, in event order
+    jf, jk, jp = g.journal()
+    np.testing.assert_array_equal(jf, ref["fo"])
+    np.testing.assert_array_equal(jk, ref["fk"])
+    np.testing.assert_allclose(jp, ref["pred"], rtol=1e-9, atol=1e-9)  # CPU: fast-math sums
+    # intents, decisions, orders: what the host bridge polls from the mapped rings
+    intents, decisions = g.poll_intents()
+    np.testing.assert_array_equal(intents, ref["intents"])
+    np.testing.assert_array_equal(decisions, ref["decisions"])
+    np.testing.assert_array_equal(g.poll_orders(), ref["orders"])
+    assert len(intents) > 5 and decisions[:, IN.D_ACCEPT].sum() > 0
+    # books: every level; counters; with one shard the very same arrays
+    books_equal(g.book, state, state.sym.shape[0])
+    assert g.book.counters() == state.counters()
+    free = [B.C_FREE_ORDERS, B.C_FREE_LEVELS]  # shards > 1: each shard has its own free slots
+    np.testing.assert_array_equal(np.delete(g.book.ctr, free), np.delete(state.ctr, free))
+    np.testing.assert_array_equal(g.book.sym, state.sym)
+    np.testing.assert_array_equal(g.book.fs, state.fs)
+    np.testing.assert_array_equal(g.book.bk[:, B.B_NLEVELS], state.bk[:, B.B_NLEVELS])
+    if shards == 1:
+        for a, b in zip(g.book.arrays(), state.arrays()):
+            np.testing.assert_array_equal(a, b)
+    # risk and strategy state
+    for a, b in zip((g.risk.state.g, g.risk.state.ps, g.risk.state.ls, g.risk.state.hs, g.risk.state.ro,
+                     g.risk.state.rc, g.risk.state.st, g.risk.state.rt), (risk.state.g, risk.state.ps, risk.state.ls,
+                                                                        risk.state.hs, risk.state.ro, risk.state.rc,
+                                                                        risk.state.st, risk.state.rt)):
+        np.testing.assert_array_equal(a, b)
+    assert g.risk.summary() == risk.summary()
+    np.testing.assert_array_equal(g.strategy.ss, strat.ss)
+    np.testing.assert_array_equal(g.strategy.sg, strat.sg)
+    # decode counters: the device's plus the host's framing counts are the CPU reader's
+    np.testing.assert_array_equal(g.stats + framing.stats, stats)
+
+
+def used_slots(column, width):
+    """Per message type, which slots of ``aux``/``alpha`` it writes (kernels/itch_spec.py); the
+    rest are unspecified (whatever the reused table held) and not compared."""
+    from kernels.itch_spec import MESSAGES
+
+    mask = np.zeros((256, width), bool)
+    for t, (_, _, fields) in MESSAGES.items():
+        for _, _, size, _, col, slot in fields:
+            if col == column:
+                mask[ord(t), slot:slot + (size if column == "alpha" else 1)] = True
+    return mask
+
+
+def events_equal(t, records):
+    assert t.n == len(records)
+    for name in COLUMN_NAMES:
+        a, b = t[name], records[name]
+        if name in ("aux", "alpha"):
+            m = used_slots(name, a.shape[1])[records["kind"]]
+            a, b = np.where(m, a, 0), np.where(m, b, 0)
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.cudasim
+def test_batched_launches_match_the_cpu_event_tables_batch_by_batch(cfg, capture, reference):
+    ref = reference[0]
+    g = gpu_pipeline(cfg, shards=2, threads=2)
+    for i, b in enumerate(device_batches(capture)):
+        assert g.submit(b) == 1
+        g.launch()  # one launch per batch here; a launch takes every batch published so far
+        assert g.done == i + 1
+        events_equal(g.last_events(), ref["events"][i])
+    intents, decisions = g.poll_intents()
+    np.testing.assert_array_equal(intents, ref["intents"])
+    np.testing.assert_array_equal(decisions, ref["decisions"])
+    np.testing.assert_array_equal(g.poll_orders(), ref["orders"])
+
+
+@pytest.mark.cudasim
+def test_a_kill_request_in_mapped_memory_rejects_every_intent_as_on_the_cpu(cfg, capture):
+    ref, _, risk, _, _ = cpu_reference(cfg, capture, kill=R.KILL_MANUAL)
+    g = gpu_pipeline(cfg, threads=2)
+    g.kill(R.KILL_MANUAL)
+    g.run_prefilled(device_batches(capture))
+    g.fetch()
+    intents, decisions = g.poll_intents()
+    assert len(intents) > 0 and set(decisions[:, IN.D_REASON]) == {IN.R_KILL_SWITCH}
+    np.testing.assert_array_equal(intents, ref["intents"])
+    np.testing.assert_array_equal(decisions, ref["decisions"])
+    assert g.risk.summary() == risk.summary() and g.risk.kill_reason == "manual"
+
+
+@pytest.mark.cudasim
+def test_a_full_shard_stops_with_the_config_key_to_raise(cfg, capture):
+    from pipeline.book import BookCapacityError
+
+    from pipeline.gpu import GpuPipeline
+
+    # books only (no model): each of 2 shards gets half of book.max_orders = 80
+    g = GpuPipeline(max_orders=80, max_levels=4096, max_symbols=16, symbols=["*"], full=False, batch=BATCH,
+                    shards=2, threads=2, shard_capacity=0.5)
+    with pytest.raises(BookCapacityError, match=r"book\.max_orders \(40 per shard, 2 shards\) exceeded at event seq \d+"):
+        g.run_prefilled(device_batches(capture))
+    assert g.h_ctl[RG.CTL_ERROR] == RG.ERR_BOOK and g.h_ctl[RG.CTL_STATE] == RG.STATE_EXITED
+
+
+def test_prefilling_more_than_the_rings_hold_names_the_size_to_raise(cfg, capture):
+    from pipeline.gpu import GpuPipelineError
+
+    g = gpu_pipeline(cfg, ring_batches=2)
+    with pytest.raises(GpuPipelineError, match=r"ring batches is full with no kernel running: raise gpu\.ring_batches"):
+        g.run_prefilled(device_batches(capture))
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("import sys; sys.modules['numba.cuda'] = None",
+     "the cuda backend needs numba-cuda: pip install -e '.[cuda]'"),
+    ("import os; os.environ['NUMBA_ENABLE_CUDASIM'] = '0'",
+     "no CUDA driver or GPU found; use backend=cpu, or set NUMBA_ENABLE_CUDASIM=1"),
+])
+def test_without_numba_cuda_or_a_gpu_the_error_says_what_to_do(case, expect):
+    import os
+    import subprocess
+    import sys
+
+    script = case + """
+from numba import cuda
+if cuda is not None and os.environ.get('NUMBA_ENABLE_CUDASIM') == '0' and cuda.is_available():
+    print('HAS-GPU'); raise SystemExit(0)
+from pipeline.gpu import GpuPipeline, GpuPipelineError
+try:
+    GpuPipeline(max_orders=16, max_levels=16, max_symbols=4, full=False)
+except GpuPipelineError as exc:
+    print('ERROR', exc)
+""".replace("from numba import cuda\n", "import os\ntry:\n    from numba import cuda\nexcept ImportError:\n    cuda = None\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "HFTBOT_TEST_GPU")}
+    res = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    if "HAS-GPU" in res.stdout:
+        pytest.skip("a GPU is present: the no-GPU error cannot happen here")
+    assert "ERROR the GPU-resident pipeline: backend.name=cuda: " in res.stdout, res.stdout + res.stderr
+    assert expect in res.stdout, res.stdout
