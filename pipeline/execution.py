@@ -99,6 +99,9 @@ class Execution:
                                       response_latency_ns=int(v.response_latency_ns),
                                       sender=str(v.sender_comp_id), target=str(v.target_comp_id),
                                       session_date=self.date, heartbeat=int(v.heartbeat_s),
+                                      # the venue's own replayed book: sized like ours
+                                      max_orders=int(self.cfg.book.max_orders), max_levels=int(self.cfg.book.max_levels),
+                                      max_symbols=int(self.cfg.book.max_symbols),
                                       start_timeout_s=float(v.start_timeout_s))
             t = time.perf_counter()
             self.venue.start()
