@@ -49,7 +49,7 @@ def acceptor(port: int, state: Path, counter: Path) -> None:
     state.mkdir(parents=True, exist_ok=True)
     cfg = state / "acceptor.cfg"
     cfg.write_text(session_settings(role="acceptor", host="127.0.0.1", port=port, sender="VENUE", target="HFTBOT",
-                                    heartbeat_s=30, state_dir=state))
+                                    heartbeat_s=30, state_dir=state, extra={"ResetOnLogon": "Y"}))
     settings = fix.SessionSettings(str(cfg))
     app = App()
     acc = fix.SocketAcceptor(app, fix.FileStoreFactory(settings), settings)

@@ -109,27 +109,28 @@ def next_epoch(state_dir: Path) -> int:
     return n
 
 
-def _find_socket(host: str, port: int, taken: set[int]) -> int:
-    """The fd of this process's TCP connection to ``host:port`` (QuickFIX's initiator socket)."""
+def _find_socket(host: str, port: int, stale: set[str]) -> tuple[int, str]:
+    """(fd, inode) of this process's established TCP connection to ``host:port`` (QuickFIX's
+    initiator socket), skipping the inodes in ``stale`` (earlier connections that may linger)."""
     want = (socket.gethostbyname(host), int(port))
-    for name in os.listdir("/proc/self/fd"):
+    for name in sorted(os.listdir("/proc/self/fd"), key=lambda x: -int(x)):
         fd = int(name)
-        if fd in taken:
-            continue
         try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+            link = os.readlink(f"/proc/self/fd/{name}")
+            if not link.startswith("socket:") or link in stale:
                 continue
             s = socket.socket(fileno=os.dup(fd))
         except OSError:
             continue
         try:
-            if s.type == socket.SOCK_STREAM and s.getpeername()[:2] == want:
-                return fd
+            established = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 1
+            if s.type == socket.SOCK_STREAM and established and s.getpeername()[:2] == want:
+                return fd, link
         except OSError:
             pass
         finally:
             s.close()
-    return -1
+    return -1, ""
 
 
 class _App:
@@ -223,6 +224,7 @@ class FixBridge:
         self.logouts = 0
         self.resent = 0
         self.fd = -1
+        self._stale: set[str] = set()   # sockets of earlier connections (never written to again)
         self._seq_next = 0
         self.logged_on = False
         self._relogon = False
@@ -310,7 +312,8 @@ class FixBridge:
         self.logged_on = True
         self.logons += 1
         self._relogon = self.logons > 1
-        self.fd = _find_socket(self.host, self.port, set())
+        self.fd, inode = _find_socket(self.host, self.port, self._stale)
+        self._stale.add(inode)
         if self.fd < 0:
             log.error("logged on but the session's socket was not found; orders cannot be sent")
         self._session_events.append(IN.exec_event(IN.EX_CONNECT, ts=self._feed_now()))
