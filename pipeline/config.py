@@ -76,6 +76,8 @@ class FeedConf:
     batch_rows: int = 1 << 18           # messages per decoded batch (event-table rows)
     max_sessions: int = 64
     pace: bool = False                  # replay at the recorded pace (packet times) instead of flat out
+    per_packet: bool = False            # latency mode: one MoldUDP64 packet at a time, every stage and the
+                                        # FIX write in one compiled loop (pipeline/tick.py); needs the bridge
     speed: float = 1.0                  # with pace: 2.0 = twice the recorded pace
     sample: SampleConf = field(default_factory=SampleConf)
     live: LiveConf = field(default_factory=LiveConf)
@@ -408,6 +410,10 @@ def validate_execution(cfg: DictConfig) -> None:
     _need(not (b.enabled and v.enabled and cfg.feed.source == "live"), "venue.enabled",
           "the venue simulator replays a capture: with feed.source=live set venue.enabled=false and "
           "bridge.host/bridge.port to the counterparty", v.enabled)
+    _need(not cfg.feed.per_packet or (b.enabled and cfg.model.enabled and cfg.strategy.enabled
+                                      and cfg.model.backend == "numba" and cfg.backend.name == "cpu"),
+          "feed.per_packet", "needs bridge.enabled, model.enabled with model.backend=numba, strategy.enabled "
+          "and backend=cpu", cfg.feed.per_packet)
     _need(cfg.feed.speed > 0, "feed.speed", "must be > 0 (1.0 = the recorded pace)", cfg.feed.speed)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+
+import numpy as np
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,12 +64,22 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     t0 = time.perf_counter()
     t_first = None
     pace0: tuple[int, int] | None = None
+    tick = None
     try:
         if ex is not None:
             ex.start()
+            if cfg.feed.per_packet:
+                from pipeline.tick import TickPath
+
+                tick = TickPath(decode, books, risk, model, strategy, ex.bridge)
         for batch in reader:
             if cfg.feed.pace:
                 pace0 = _pace(batch, pace0, float(cfg.feed.speed))
+            if tick is not None:
+                _per_packet(batch, tick, decode, risk, ex, lat)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                continue
             ta = time.perf_counter_ns()
             events = decode(batch)
             tb = time.perf_counter_ns()
@@ -147,6 +159,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
     log(format_summary(rep, cfg.report.top_types))
     if rep["model"]:
         log(format_intents(rep))
+    if tick is not None:
+        log("per-packet mode: feature and intent summaries are not collected (feed.per_packet=true)")
     log("\n".join(format_risk(rep["risk"])))
     rep["latency"] = {**lat.summary(), **(rep["execution"].get("latency", {}) if rep["execution"] else {})}
     for line in format_execution(rep["execution"]) + format_latencies(rep["latency"]):
@@ -170,3 +184,22 @@ def _pace(batch, pace0: tuple[int, int] | None, speed: float) -> tuple[int, int]
     if due > now:
         time.sleep((due - now) / 1e9)
     return pace0
+
+
+def _per_packet(batch, tick, decode, risk, ex, lat: Latencies) -> None:
+    """Latency mode: the batch's packets one at a time through ``pipeline/tick.py``."""
+    from pipeline.tick import T_END, T_ORDERS, T_START
+
+    kills = risk.poll()
+    if kills.shape[0]:
+        ex.send(kills)
+    recs = tick(batch)
+    ns = ((recs[:, T_END] - recs[:, T_START]) / tick.tpn).astype(np.int64)
+    has = recs[:, T_ORDERS] > 0
+    for v in ns[has]:
+        lat.record("tick_to_trade", int(v), 1, "packet in buffer -> FIX bytes written (per packet)")
+    for v, c in zip(*np.unique(ns[~has] // 10 * 10, return_counts=True)):
+        lat.record("tick_no_order", int(v), int(c), "packet in buffer -> strategy/risk done, no order")
+    ex.pump()
+    if tick.last_ts:
+        ex.publish(tick.last_ts)

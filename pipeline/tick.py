@@ -48,6 +48,7 @@ X_PENDING = 3     # bytes of the last packet's messages not written (X_STOP == 3
 X_PENDING_OFF = 4
 X_SEQ = 5         # next MsgSeqNum after the call
 X_MSG = 6         # next message number after the call
+X_TS = 7          # feed timestamp of the last event decoded (the clock the venue may advance to)
 NX = 8
 
 
@@ -85,6 +86,8 @@ def tick_batch(n_pk, pk_lo, pk_hi,
             x[X_STOP] = 1
             break
         feed_health(m, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, bsym)
+        if m > 0:
+            x[X_TS] = ts[m - 1]
         nw = 0
         if nf > 0:
             predict_batch(fo, nf, *model_args, h, hb, pred)
@@ -187,6 +190,11 @@ class TickPath:
         prefault(bridge.ot, bridge.msg_ids, bridge.msg_of, bridge.out, risk.out, risk.res, rs.ro, rs.oh, rs.ofree,
                  rs.ps, rs.ls, rs.hs, self.pred, self.res, self.intents, strategy.ss, strategy.out)
 
+    @property
+    def last_ts(self) -> int:
+        """Feed time of the last event processed (ns since midnight; 0 before any)."""
+        return int(self.x[X_TS])
+
     def __call__(self, batch) -> np.ndarray:
         """Run every packet of ``batch``; returns the per-packet records (tsc ticks)."""
         d, b, r, m, s, br = self.decode, self.books, self.risk, self.model, self.strategy, self.bridge
@@ -218,7 +226,9 @@ class TickPath:
         if not br.logged_on or br.fd < 0:
             raise RuntimeError(f"the FIX session is down (logged on {br.logged_on}, socket {br.fd}): the "
                                "per-packet path needs a logged-on bridge")
+        last_ts = int(self.x[X_TS])
         self.x[:] = 0
+        self.x[X_TS] = last_ts
         tick_batch(n_pk, lo, hi, batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx,
                    tuple(d.table.columns()), d.stats, b.state.arrays(), b.params, b.subs, b.stop_ts, b.fo, b.fk,
                    rs.g, r.lim, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, rs.rc, r.ovk, r.ovl,
