@@ -500,7 +500,7 @@ class FixBridge:
                 msg.setField(40, "2")
                 px = int(o[C.O_PRICE])
                 msg.setField(44, f"{px // 10000}.{px % 10000:04d}")
-                msg.setField(59, "0")
+                msg.setField(59, "3" if int(o[C.O_TIF]) == IN.TIF_IOC else "0")
             if int(o[C.O_QTY]) > 0:
                 msg.setField(38, str(int(o[C.O_QTY])))
             msg.setField(54, "1" if int(o[C.O_SIDE]) == IN.SIDE_BUY else "2")

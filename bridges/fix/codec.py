@@ -79,7 +79,8 @@ O_ACKED = 9       # acknowledgements seen (ack, reject, replace, cancel ack): mu
 O_T_SENT = 10     # tick counter when the bytes were written
 O_T_FEED = 11     # feed timestamp (I_TS) of the intent
 O_REJ = 12        # rejected: OrdRejReason(103) / CxlRejReason(102) from the venue
-NO = 13
+O_TIF = 13        # TIF_DAY / TIF_IOC (for a re-send)
+NO = 14
 
 
 @_jit
@@ -334,6 +335,7 @@ def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg
         ot[r, O_ACKED] = 0
         ot[r, O_T_SENT] = tick
         ot[r, O_T_FEED] = rows[k, I_TS]
+        ot[r, O_TIF] = rows[k, I_TIF]
         if kind == KIND_NEW:
             cnt[C_SENT_NEW] += 1
         elif kind == KIND_CANCEL:
