@@ -52,7 +52,9 @@ def acceptor(port: int, state: Path, counter: Path) -> None:
                                     heartbeat_s=30, state_dir=state, extra={"ResetOnLogon": "Y"}))
     settings = fix.SessionSettings(str(cfg))
     app = App()
-    acc = fix.SocketAcceptor(app, fix.FileStoreFactory(settings), settings)
+    # the counterparty keeps its session state in memory: a FileStore would add a write + fflush of
+    # its sequence-number file per message received, which would measure the acceptor, not us
+    acc = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings)
     acc.start()
     try:
         print("READY", flush=True)
