@@ -194,3 +194,41 @@ def test_legal_transitions_have_terminal_states():
     for term in (C.ST_FILLED, C.ST_CANCELLED, C.ST_REJECTED, C.ST_REPLACED):
         assert C.LEGAL[term].sum() == 0
     assert C.LEGAL[C.ST_PENDING_NEW, C.ST_NEW] == 1 and C.LEGAL[C.ST_NEW, C.ST_PENDING_NEW] == 0
+
+
+def test_clordid_prefix_changes_at_every_start_in_the_same_state_dir(tmp_path):
+    from bridges.fix.bridge import FixBridge
+
+    sym = np.zeros((2, 16), np.int64)
+    a = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
+    b = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
+    assert (a.prefix_str, b.prefix_str) == ("HB1", "HB2")
+
+
+def test_logon_credentials_come_from_the_environment(tmp_path, monkeypatch):
+    from bridges.fix.bridge import FixBridge, session_settings
+
+    monkeypatch.setenv("FIX_USERNAME", "trader7")
+    monkeypatch.setenv("FIX_PASSWORD", "s3cret")
+    sym = np.zeros((2, 16), np.int64)
+    br = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
+    logon = fix.Message()
+    logon.getHeader().setField(35, "A")
+    br._guard(br._to_admin, logon)
+    assert logon.getField(553) == "trader7" and logon.getField(554) == "s3cret"
+    hb = fix.Message()
+    hb.getHeader().setField(35, "0")
+    br._guard(br._to_admin, hb)
+    assert not hb.isSetField(554) and br.callback_errors == 0
+    text = session_settings(role="initiator", host="h", port=9, sender="S", target="T", heartbeat_s=5,
+                            state_dir=tmp_path)
+    assert "s3cret" not in text and "SocketConnectPort=9" in text and "HeartBtInt=5" in text
+
+
+def test_a_failing_callback_is_counted_not_raised(tmp_path):
+    from bridges.fix.bridge import FixBridge
+
+    sym = np.zeros((2, 16), np.int64)
+    br = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
+    br._guard(br._from_app, object())        # not a message: raises inside, never outside
+    assert br.callback_errors == 1
