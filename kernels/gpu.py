@@ -406,6 +406,35 @@ def _fail(ctl, code, batch):
 
 
 @cuda.jit(device=True)
+def _exec_pending(ctl, ering, out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym, risk_rows, oring):
+    """Thread 0: apply the execution events the host published to the exec ring since the last
+    call, in order, with risk's ``apply_exec`` (chunks of at most ``risk_rows`` events, as
+    ``RiskStage.on_exec``; a chunk never wraps the ring), publishing risk's own orders (hedges,
+    cancels) to the orders ring. Returns 0 or an ``ERR_*`` code."""
+    cuda.threadfence_system()
+    head = ctl[_R.CTL_EX_HEAD]
+    tail = ctl[_R.CTL_EX_TAIL]
+    ecap = ering.shape[0]
+    ocap = oring.shape[0]
+    while tail < head:
+        s = tail % ecap
+        m = min(risk_rows, head - tail, ecap - s)
+        g[_risk.G_OUT_N] = 0
+        _apply_exec(m, ering[s:], out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym)
+        if g[_risk.G_ERROR] != 0:
+            return _R.ERR_RISK_OUT
+        no = g[_risk.G_OUT_N]
+        if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, ocap, no):
+            return _R.ERR_RING_FULL
+        oh_ = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
+        cuda.threadfence_system()
+        ctl[_R.CTL_ORD_HEAD] = oh_
+        tail += m
+        ctl[_R.CTL_EX_TAIL] = tail
+    return 0
+
+
+@cuda.jit(device=True)
 def _books_shard(p, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, shares, price, stock_i, aux, alpha,
                  oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, sctr, shard_dims, bp, subs, stop_ts,
                  fo_s, fk_s, frow):
@@ -537,11 +566,13 @@ def pipeline_kernel(wait, full,
                     in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, pred,
                     ss, sg, pf, pi, intents,
                     g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, res, out, risk_rows,
-                    iring, oring, jf, jk, jp):
+                    iring, oring, ering, jf, jk, jp):
     """The whole pipeline on device-resident state, one block (``pipeline/gpu.py`` has the
     argument layout). ``wait``: 1 persistent (poll the control block until stopped), 0 process
     the published batches and return. ``full``: 0 stops after the books and features (the
-    decode + book throughput mode), 1 runs model, strategy and risk too."""
+    decode + book throughput mode), 1 runs model, strategy and risk too. With ``full``, thread 0
+    applies the execution events pending in ``ering`` (``_exec_pending``) before it takes each
+    batch and on every poll, so they reach risk in order, between batches, as on the CPU."""
     tid = cuda.threadIdx.x
     nthr = cuda.blockDim.x
     sh = cuda.shared.array(4, _i64)
@@ -558,6 +589,12 @@ def pipeline_kernel(wait, full,
                 cuda.threadfence_system()
                 if ctl[_R.CTL_ERROR] != 0:
                     break
+                if full != 0:
+                    ee = _exec_pending(ctl, ering, out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym,
+                                       risk_rows, oring)
+                    if ee != 0:
+                        _fail(ctl, ee, t)
+                        break
                 if ctl[_R.CTL_HEAD] > t:
                     go = 1
                     break

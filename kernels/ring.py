@@ -15,11 +15,15 @@ Control block ``ctl[CTL_*]`` (int64):
 - host writes: ``CTL_HEAD`` (batches published), ``CTL_STOP`` (finish the published batches,
   then exit), ``CTL_KILL`` (kill-switch request: a ``KILL_*`` reason of ``kernels/risk.py``,
   latched into risk's state before the next check), ``CTL_ORD_TAIL`` / ``CTL_INT_TAIL``
-  (rows of the orders / intents rings the host has read: the device waits when a ring is full).
+  (rows of the orders / intents rings the host has read: the device waits when a ring is full),
+  ``CTL_EX_HEAD`` (execution events published to the exec ring: ``kernels/intents.py`` ``E_*``
+  rows, what the FIX bridge reports).
 - device writes: ``CTL_TAIL`` (batches done: the "done counter"), ``CTL_ERROR`` / ``CTL_ERROR_AT``
   (``ERR_*`` and the batch; the kernel exits), ``CTL_ORD_HEAD`` / ``CTL_INT_HEAD`` (rows
   published), ``CTL_JOURNAL`` (feature rows journaled), ``CTL_STATE`` (1 running, 2 exited),
-  ``CTL_POLLS`` (empty polls, a diagnostic).
+  ``CTL_POLLS`` (empty polls, a diagnostic), ``CTL_EX_TAIL`` (execution events applied to
+  risk's state: thread 0 applies the pending ones, in order, before each batch and while it
+  polls; risk's own orders from them go to the orders ring like the others).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ CTL_STATE = 11
 CTL_POLLS = 12
 CTL_BOOK_ERROR = 13  # the book's own error code (kernels/book.py ERR_*) when CTL_ERROR == ERR_BOOK
 CTL_BOOK_EVENT = 14  # ... and the batch row of the event that hit it
-N_CTL = 16
+CTL_EX_HEAD = 15     # host: execution events published to the exec ring
+CTL_EX_TAIL = 16     # device: execution events applied
+N_CTL = 24
 
 ERR_BOOK = 1         # a book capacity error (book.max_orders / max_levels per shard)
 ERR_RISK_OUT = 2     # risk's orders-out table filled (kernels/risk.py ERR_OUT_FULL)

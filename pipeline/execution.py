@@ -63,13 +63,16 @@ class Execution:
     """The venue (when local), the bridge and the sim clock for one run."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, capture: Path | None, sym: np.ndarray, risk,
-                 log_fn: Callable[[str], None] = print):
+                 log_fn: Callable[[str], None] = print, on_exec: Callable[[np.ndarray], np.ndarray] | None = None):
         self.cfg = cfg
         self.b, self.v = cfg.bridge, cfg.venue
         self.run_dir = Path(run_dir)
         self.capture = Path(capture) if capture is not None else None
         self.sym = sym
         self.risk = risk
+        # where execution reports go (returns risk's orders to send): risk.on_exec, or the
+        # GPU-resident pipeline's exec ring (pipeline/gpu.py GpuPipeline.on_exec)
+        self.on_exec = on_exec if on_exec is not None else risk.on_exec
         self.log = log_fn
         self.lat = Latencies()
         self.venue = None
@@ -157,7 +160,7 @@ class Execution:
         n = ev.shape[0]
         if n:
             self.exec_events += n
-            more = self.risk.on_exec(ev)
+            more = self.on_exec(ev)
             if more.shape[0]:
                 self.hedges += int((more[:, IN.I_ORIGIN] == IN.ORIGIN_HEDGE).sum())
                 self.send(more)

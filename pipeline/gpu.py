@@ -124,7 +124,7 @@ class GpuPipeline:
                  model=None, strategy_conf: Any = None, risk_conf: Any = None, max_sessions: int = 64,
                  batch: int = 4096, shards: int = 1, shard_capacity: float = 1.0, threads: int | None = None,
                  ring_batches: int = 64, frame_bytes: int = 16 << 20, orders_rows: int | None = None,
-                 intents_rows: int | None = None, journal_rows: int = 0, full: bool = True):
+                 intents_rows: int | None = None, exec_rows: int = 4096, journal_rows: int = 0, full: bool = True):
         self.cuda, self.k = load_cuda()
         from kernels import cpu
 
@@ -220,7 +220,9 @@ class GpuPipeline:
         self.bq = cuda.mapped_array((self.ring_batches, 2), np.int64)
         self.oring = cuda.mapped_array((int(orders_rows or max(out_rows, 4 * n)), IN.NI), np.int64)
         self.iring = cuda.mapped_array((int(intents_rows or 4 * n), IN.NI + IN.ND), np.int64)
-        for a in (self.ctl, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.oring, self.iring):
+        self.ering = cuda.mapped_array((max(int(exec_rows), 1), IN.NE), np.int64)  # execution events in
+        for a in (self.ctl, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.oring, self.iring,
+                  self.ering):
             _host(a)[...] = 0
         self.h_ctl = _host(self.ctl)
         self.stream = cuda.stream()
@@ -258,7 +260,7 @@ class GpuPipeline:
                 *self.d_book, self.d_ctr, self.d_sctr, self.d_dims, self.d_bp, self.d_subs, self.stop_ts,
                 self.d_fo_s, self.d_fk_s, self.d_frow, self.d_fo, self.d_fk,
                 *self.d_model, self.d_pred, *self.d_strat, *self.d_risk, self.d_res, self.d_out,
-                int(self.risk_rows), self.iring, self.oring, self.d_jf, self.d_jk, self.d_jp)
+                int(self.risk_rows), self.iring, self.oring, self.ering, self.d_jf, self.d_jk, self.d_jp)
 
     def _launch(self, wait: int) -> None:
         self.k.pipeline_kernel[1, self.threads, self.stream](wait, *self._args)
@@ -322,6 +324,50 @@ class GpuPipeline:
             h[RG.CTL_HEAD] = b + 1  # publish: descriptors first, then the head (x86 keeps store order)
             count += 1
         return count
+
+    # -- execution events in --------------------------------------------------------------------
+    def on_exec(self, events: np.ndarray, n: int | None = None) -> np.ndarray:
+        """Execution events (int64 ``[n, NE]``, ``kernels/intents.py``) to risk, as
+        ``RiskStage.on_exec``: written to the mapped exec ring, then the head counter; the kernel's
+        thread 0 applies them in order (risk's ``apply_exec``) before its next batch.
+
+        Batched mode (no kernel running): a launch applies them now and the orders risk made
+        (hedges, cancels) are returned, as on the CPU; it returns every row of the orders ring not
+        yet polled, so poll the batch's orders first (the run loop does). Persistent mode: returns
+        an empty table; risk's orders come out of ``poll_orders`` with the others."""
+        if self.risk is None:
+            raise GpuPipelineError("execution events need risk (the full pipeline: a model and a strategy)")
+        events = np.ascontiguousarray(events, dtype=np.int64).reshape(-1, IN.NE)
+        n = events.shape[0] if n is None else int(n)
+        if n <= 0:
+            return np.zeros((0, IN.NI), np.int64)
+        h = self.h_ctl
+        ring = _host(self.ering)
+        cap = ring.shape[0]
+        orders = []
+        lo = 0
+        while lo < n:
+            if not self._launched and int(h[RG.CTL_EX_HEAD]) - int(h[RG.CTL_EX_TAIL]) == cap:
+                self.launch()  # the ring is full: apply what it holds first
+                orders.append(self.poll_orders())
+            while int(h[RG.CTL_EX_HEAD]) - int(h[RG.CTL_EX_TAIL]) == cap:  # a running kernel drains it
+                self._raise_if_failed()
+            head = int(h[RG.CTL_EX_HEAD])
+            m = min(n - lo, cap - (head - int(h[RG.CTL_EX_TAIL])))
+            idx = np.arange(head, head + m) % cap
+            ring[idx] = events[lo:lo + m]
+            h[RG.CTL_EX_HEAD] = head + m  # publish: rows first, then the head (x86 keeps store order)
+            lo += m
+        if not self._launched:
+            if self.exec_pending:
+                self.launch()
+            orders.append(self.poll_orders())
+        return np.concatenate(orders) if orders else np.zeros((0, IN.NI), np.int64)
+
+    @property
+    def exec_pending(self) -> int:
+        """Execution events published and not yet applied."""
+        return int(self.h_ctl[RG.CTL_EX_HEAD]) - int(self.h_ctl[RG.CTL_EX_TAIL])
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -407,9 +453,17 @@ class GpuPipeline:
             t.cols[name][: t.n] = self.d_cols[name].copy_to_host()[:n][ok]
         return t
 
+    def sync_symbols(self) -> None:
+        """Copy the device's symbol table into ``book.sym`` in place (the FIX bridge names
+        orders from it; the stock directory messages fill it on the device)."""
+        self.d_book[11].copy_to_host(self.book.sym)
+
     def fetch(self) -> None:
         """Copy the device state back into the host objects (``book``, ``risk.state``,
-        ``strategy``, ``stats``, ``sb.sctr``) for reports and comparisons."""
+        ``strategy``, ``stats``, ``sb.sctr``) for reports and comparisons. Execution events still
+        pending in the exec ring are applied first (batched mode: one launch)."""
+        if self.risk is not None and self.exec_pending and not self._launched:
+            self.launch()
         for host, dev in zip(self.book.arrays()[:13], self.d_book):
             dev.copy_to_host(host)
         self.d_ctr.copy_to_host(self.book.ctr)

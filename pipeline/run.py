@@ -10,6 +10,7 @@ venue simulator may advance its market. Stage times and tick-to-trade go into Hd
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -46,19 +47,32 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         reader = open_reader(cfg.feed, path)
     decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
     b, ft = cfg.book, cfg.features
-    state = BookState(b.max_orders, b.max_levels, b.max_symbols)
+    # backend=cuda (replay, batch mode): the GPU-resident pipeline (pipeline/gpu.py) holds the
+    # state on the device, one launch per batch; live and per-packet runs use the per-stage kernels
+    gpu = None
+    if cfg.backend.name == "cuda" and not live and not cfg.feed.per_packet:
+        from pipeline.gpu import GpuPipeline
+
+        n = int(reader.batch_rows)  # a device batch per reader batch; rings sized for one launch
+        gpu = GpuPipeline.from_config(cfg, log=log, batch=n, ring_batches=2,
+                                      frame_bytes=max(16 << 20, 4 * int(cfg.feed.chunk_bytes)), intents_rows=2 * n,
+                                      orders_rows=n + int(cfg.risk.max_open_orders) + 2 * int(cfg.risk.batch_rows) + 16)
+    state = BookState(b.max_orders, b.max_levels, b.max_symbols) if gpu is None else gpu.book
     books = BookStage(backend, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
                       tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
     fsum = FeatureSummary()
-    risk = RiskStage.from_config(backend, cfg, state)
+    risk = RiskStage.from_config(backend, cfg, state) if gpu is None or gpu.risk is None else gpu.risk
     model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, positions=risk.state.ps, log=log)
+    if gpu is not None and gpu.strategy is not None:
+        strategy = gpu.strategy
     # live: gaps waiting for the rewind server mark their session stale in risk
     live_sync = sync_risk(reader, risk) if live else None
     isum = IntentSummary()
     lat = Latencies()
     ex = None
     if cfg.bridge.enabled:
-        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", None if live else path, state.sym, risk, log)
+        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", None if live else path, state.sym, risk, log,
+                       on_exec=gpu.on_exec if gpu is not None and gpu.risk is not None else None)
     if risk.wants_signal:
         risk.install_signal_handler()
     t0 = time.perf_counter()
@@ -77,6 +91,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
                 pace0 = _pace(batch, pace0, float(cfg.feed.speed))
             if tick is not None:
                 _per_packet(batch, tick, decode, risk, ex, lat)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                continue
+            if gpu is not None:
+                _gpu_batch(batch, gpu, risk, ex, isum, lat)
                 if t_first is None:
                     t_first = time.perf_counter()
                 continue
@@ -122,6 +141,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
                 t_first = time.perf_counter()
         if ex is not None:
             ex.finish()
+        if gpu is not None:
+            gpu.fetch()  # the device state back: books, risk, strategy, decode counters
+            reader.stats += gpu.stats
+            if strategy is not None:
+                isum.predictions = strategy.counters()["rows"]
     finally:
         risk.remove_signal_handler()
         if ex is not None:
@@ -170,6 +194,41 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         (out_dir / "report.json").write_text(json.dumps(rep, indent=2))
         log(f"report     {out_dir / 'report.json'}")
     return rep
+
+
+def _gpu_batch(batch, gpu, risk, ex, isum: IntentSummary, lat: Latencies) -> None:
+    """backend=cuda: one batch through the GPU-resident pipeline (submit + one launch), its
+    orders out through the FIX bridge, execution reports back through the exec ring."""
+    from types import SimpleNamespace
+
+    from kernels import risk as R
+
+    ta = time.perf_counter_ns()
+    if gpu.risk is not None:  # kill file / signal: a request in mapped memory, latched by the kernel
+        if risk.kill_file and os.path.exists(risk.kill_file):
+            gpu.kill(R.KILL_FILE)
+        elif risk._signalled:
+            gpu.kill(R.KILL_SIGNAL)
+    gpu.submit(batch)
+    gpu.launch()
+    tb = time.perf_counter_ns()
+    lat.record("gpu_batch", tb - ta, 1, "submit + launch, per batch")
+    if gpu.risk is None:
+        # books only on the device: feed status into the host's risk, as the cpu loop does
+        risk.on_events(gpu.last_events())
+    else:
+        intents, _ = gpu.poll_intents()
+        isum.add(SimpleNamespace(rows=intents, n=intents.shape[0]))
+    orders = gpu.poll_orders()
+    if ex is not None:
+        if orders.shape[0]:
+            gpu.sync_symbols()
+            ex.send(orders, ta)
+        ex.pump()
+        if batch.n:
+            last = gpu.last_events()
+            if last.n:
+                ex.publish(int(last.cols["ts"][last.n - 1]))
 
 
 def _pace(batch, pace0: tuple[int, int] | None, speed: float) -> tuple[int, int]:

@@ -275,3 +275,129 @@ except GpuPipelineError as exc:
         pytest.skip("a GPU is present: the no-GPU error cannot happen here")
     assert "ERROR the GPU-resident pipeline: backend.name=cuda: " in res.stdout, res.stdout + res.stderr
     assert expect in res.stdout, res.stdout
+
+
+def exec_events_for(orders, batch):
+    """Execution reports for risk's new orders, as a venue would send them: an ack for each, a
+    partial fill for every second, a cancel for every third; a session drop and reconnect after
+    the first batch (cancel-on-disconnect makes risk's own cancels)."""
+    ev = []
+    for k, o in enumerate(orders):
+        if o[IN.I_KIND] != IN.KIND_NEW:
+            continue
+        ts = int(o[IN.I_TS]) + 1000
+        row = np.zeros(IN.NE, np.int64)
+        row[[IN.E_KIND, IN.E_ID, IN.E_LOCATE, IN.E_SIDE, IN.E_TS]] = (IN.EX_ACK, o[IN.I_ID], o[IN.I_LOCATE],
+                                                                      o[IN.I_SIDE], ts)
+        ev.append(row.copy())
+        if k % 2 == 0:
+            row[[IN.E_KIND, IN.E_QTY, IN.E_PRICE, IN.E_TS]] = (IN.EX_FILL, max(1, int(o[IN.I_QTY]) // 2),
+                                                               o[IN.I_PRICE], ts + 1)
+            ev.append(row.copy())
+        if k % 3 == 0:
+            row[[IN.E_KIND, IN.E_TS]] = (IN.EX_CANCELED, ts + 2)
+            ev.append(row.copy())
+    if batch == 0 and ev:
+        ts = int(ev[-1][IN.E_TS]) + 1
+        for kind in (IN.EX_DISCONNECT, IN.EX_CONNECT):
+            row = np.zeros(IN.NE, np.int64)
+            row[IN.E_KIND], row[IN.E_TS] = kind, ts
+            ev.append(row)
+    return np.array(ev, np.int64).reshape(-1, IN.NE)
+
+
+@pytest.mark.cudasim
+def test_execution_events_through_the_exec_ring_give_the_cpu_risk_state(cfg, capture):
+    """Batch by batch, the CPU stages and the GPU pipeline (batched launches) each get the same
+    execution reports for the orders they sent: through ``RiskStage.on_exec`` on the CPU,
+    through the mapped exec ring (``GpuPipeline.on_exec``) on the device. Same orders back
+    (hedges, cancels), same risk state."""
+    from kernels import cpu
+    from pipeline.book import BookStage, BookState
+    from pipeline.model import ModelStage, load_model
+    from pipeline.risk import RiskStage
+    from pipeline.stages import DecodeStage
+    from pipeline.strategy import StrategyStage
+
+    batches = list(device_batches(capture))
+    ft = cfg.features
+    state = BookState(**BOOK)
+    reader = CaptureReader(capture)
+    decode = DecodeStage(cpu, BATCH, reader.stats)
+    books = BookStage(cpu, state, BATCH, symbols=list(ft.symbols), tau_flow_ns=ft.tau_flow_ns,
+                      tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
+    risk = RiskStage.from_config(cpu, cfg, state)
+    model = ModelStage(load_model(cfg.model.path), "numba", cpu, BATCH)
+    strat = StrategyStage(cpu, cfg.strategy, rows=state.sym.shape[0], capacity=BATCH, positions=risk.state.ps)
+    g = gpu_pipeline(cfg, threads=2, exec_rows=8)  # a small ring: events wrap around it
+    applied = made = 0
+    for i, b in enumerate(batches):
+        ev = decode(b)
+        fb = books(ev)
+        risk.on_events(ev)
+        ib = strat(model(fb))
+        orders = np.zeros((0, IN.NI), np.int64)
+        if ib.n:
+            d = risk.check(ib.rows, ib.n)
+            strat.on_decisions(ib, d.decisions)
+            orders = d.orders
+        g.submit(b)
+        g.launch()
+        np.testing.assert_array_equal(g.poll_orders(), orders)
+        events = exec_events_for(orders, i)
+        more_cpu = risk.on_exec(events)
+        more_gpu = g.on_exec(events)
+        np.testing.assert_array_equal(more_gpu, more_cpu)
+        assert g.exec_pending == 0 and g.h_ctl[RG.CTL_EX_TAIL] == applied + len(events)
+        applied += len(events)
+        made += len(more_cpu)
+    g.fetch()
+    assert applied > 10 and made > 0  # fills, cancels, and risk's own orders (cancel-on-disconnect)
+    rs, gs = risk.state, g.risk.state
+    for name in ("g", "ps", "ls", "hs", "ro", "oh", "ofree", "rc", "st", "rt"):
+        np.testing.assert_array_equal(getattr(gs, name), getattr(rs, name), err_msg=name)
+    assert g.risk.summary() == risk.summary()
+    assert risk.summary()["fills"] > 0
+
+
+def test_run_with_backend_cuda_uses_the_gpu_pipeline_and_reports_as_the_cpu(tmp_path):
+    """``pipeline.run`` with ``backend=cuda`` (the GPU-resident pipeline, batched launches; the
+    simulator here) on a tiny capture: the same risk report and book summary as ``backend=cpu``."""
+    from replay.generator import generate
+
+    from pipeline import gpu as PG
+    from pipeline.run import run
+
+    path = tmp_path / "feed.itch"
+    generate(path, fmt="itch", n_messages=2000, n_symbols=4, seed=11)
+    reps = {}
+    launches = []
+    real = PG.GpuPipeline.launch
+
+    def counting(self, sync=True):
+        launches.append(self.h_ctl[RG.CTL_HEAD])
+        return real(self, sync)
+
+    register()
+    for name in ("cpu", "cuda"):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            c = compose(config_name="smoke", overrides=[f"backend={name}", "bridge.enabled=false",
+                                                         f"feed.path={path}", "feed.chunk_bytes=1048576",
+                                                         "book.max_orders=8192", "book.max_levels=4096",
+                                                         "book.max_symbols=64", "risk.max_open_orders=1024"])
+        PG.GpuPipeline.launch = counting
+        try:
+            reps[name] = run(c, None, log=lambda s: None)
+        finally:
+            PG.GpuPipeline.launch = real
+    cpu, cuda = reps["cpu"], reps["cuda"]
+    from pipeline.feed import open_reader
+
+    batches = sum(1 for _ in open_reader(c.feed, path))
+    assert len(launches) == batches  # one launch per batch, no per-stage calls
+    assert cpu["risk"]["intents"] > 0
+    assert cuda["risk"] == cpu["risk"]
+    assert cuda["book"] == cpu["book"] and cpu["book"]["symbols"]
+    assert cuda["feed"] == cpu["feed"]
+    assert cuda["intents"]["total"] == cpu["intents"]["total"]
+    assert cuda["intents"]["by_symbol"] == cpu["intents"]["by_symbol"]
