@@ -30,7 +30,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -86,6 +86,8 @@ class MessageStore:
     seq: np.ndarray
     sess: np.ndarray
     sessions: list[bytes]
+    #: session (10 bytes) -> sequence number of its end-of-session packet, for sessions that ended
+    ends: dict = field(default_factory=dict)
 
     @classmethod
     def from_capture(cls, path: str | Path, filters: Sequence[str] = ()) -> "MessageStore":
@@ -109,8 +111,25 @@ class MessageStore:
         seq = cat(seqs, np.uint64)
         sess = cat(sesss, np.uint16)
         order = np.lexsort((seq, sess))
+        from kernels import stats as S
+
+        ends: dict[bytes, int] = {}
+        if reader.stats[S.MOLD_END_OF_SESSION] and reader.format in ("pcap", "pcapng"):
+            for p in capture_payloads(path, filters):
+                if len(p) >= MOLD_HEADER and p[18:20] == b"\xff\xff":
+                    ends[bytes(p[:10])] = struct.unpack_from("!Q", p, 10)[0]
         return cls(cat(chunks, np.uint8), cat(offs, np.int64)[order], cat(lens, np.int64)[order], seq[order],
-                   sess[order], [s.encode("latin-1") for s in reader.sessions()])
+                   sess[order], [s.encode("latin-1") for s in reader.sessions()], ends)
+
+    def end_packet(self, session: bytes, seq: int, count: int) -> bytes | None:
+        """The session's end-of-session packet when it ended and ``seq .. seq+count-1`` reaches
+        its end (a request for what follows the last message: a client probing for lost tail
+        packets learns the session is over), else None."""
+        key = bytes(session[:10]).ljust(10, b" ")
+        end = self.ends.get(key)
+        if end is None or seq + count <= end:
+            return None
+        return key + struct.pack("!QH", end, 0xFFFF)
 
     def find(self, session: bytes, seq: int, count: int) -> tuple[int, int, int]:
         """(session index, first row, end row) of messages ``seq .. seq+count-1`` (rows may be
@@ -201,6 +220,9 @@ class RewindServer:
         pkts = self.store.packets(session, seq, count, self.max_payload)
         if not pkts:
             self.unknown += 1
+        eos = self.store.end_packet(session, seq, count)
+        if eos is not None:  # the request reaches past the last message: the session is over
+            pkts.append(eos)
         sent = 0
         for p in pkts:
             if self.dropped < self.drop_replies:
@@ -208,7 +230,8 @@ class RewindServer:
                 continue
             sent += 1
             self.packets_sent += 1  # counted before sending: a client may read counters on receipt
-            self.messages_sent += struct.unpack_from("!H", p, 18)[0]
+            c = struct.unpack_from("!H", p, 18)[0]
+            self.messages_sent += 0 if c == 0xFFFF else c
             self.sock.sendto(p, peer)
         return sent
 

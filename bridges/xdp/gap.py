@@ -220,6 +220,7 @@ class GapRecovery:
         self.out_len = np.zeros(out_rows, np.int64)
         self.out_rx = np.zeros(out_rows, np.int64)
         self.requests = 0
+        self.probes = 0
         self.sock = None
         if server is not None:
             from bridges.xdp.udp import UdpBatchSocket
@@ -258,18 +259,21 @@ class GapRecovery:
         self._out(len(order))
         return int(_release(self.hold, order, self.nxt, self.gap, self.out_off, self.out_len, self.out_rx))
 
-    def compact(self) -> None:
-        """Drop released rows from the arena (call after the released batch was consumed)."""
+    def compact(self, force: bool = False) -> int:
+        """Drop released rows from the arena (call after the released batch was consumed).
+        Unless ``force``, only once at least half the rows are released ones: a large gap is
+        recovered a reply batch at a time, and copying every held packet after each batch would
+        make its recovery quadratic. Returns the rows dropped."""
         r = int(self.hst[1])
         if r == 0:
-            return
+            return 0
         h = self.hold[:r]
         live = np.nonzero(h[:, H_LIVE])[0]
-        if len(live) == r:
-            return
+        if len(live) == r or (not force and 2 * len(live) > r):
+            return 0
         if len(live) == 0:
             self.hst[:] = 0
-            return
+            return r
         rows = h[live].copy()
         pos = 0
         newbuf = np.empty(int(rows[:, H_LEN].sum()), np.uint8)
@@ -281,6 +285,7 @@ class GapRecovery:
         self.hold_buf[:pos] = newbuf
         self.hold[: len(rows)] = rows
         self.hst[0], self.hst[1] = pos, len(rows)
+        return r - len(rows)
 
     def abandon(self, session: int | None = None) -> None:
         """Give up the open gap of ``session`` (all when None): the next ``release`` hands back
@@ -302,7 +307,10 @@ class GapRecovery:
             if self.sock is None or self.server is None:
                 g[G_FORCE] = 1
                 continue
-            if not g[G_NEW] and now_ns - g[G_REQ_TS] < self.retry_ns:
+            # a retry without progress waits longer each time (up to 4x): a slow server is not
+            # buried under repeats of a request it is still answering
+            wait = self.retry_ns << min(max(int(g[G_TRIES]) - 1, 0), 2)
+            if not g[G_NEW] and now_ns - g[G_REQ_TS] < wait:
                 continue
             if g[G_TRIES] >= self.max_retries:
                 g[G_FORCE] = 1
@@ -318,11 +326,39 @@ class GapRecovery:
         self.requests += sent
         return sent
 
+    def touch(self, now_ns: int) -> None:
+        """Replies are arriving: restart the retry clock of every open gap, so that a gap is asked
+        for again only after ``retry_ms`` of silence from the server (a large reply takes the
+        server longer than ``retry_ms`` to send; re-requesting it meanwhile only multiplies it)."""
+        o = self.gap[:, G_OPEN] != 0
+        self.gap[o, G_REQ_TS] = now_ns
+
+    def probe(self, sess_id: np.ndarray, n_sess: int) -> int:
+        """Tail-loss probe: ask the server for what follows ``nxt`` of every session seen that has
+        neither ended nor an open gap. A packet lost with nothing after it (the tail of a burst
+        dropped by a full receive ring, the end-of-session packet) opens no gap; the replies -
+        the missing messages, then the server's end-of-session packet - go through ``sequence``
+        like any packet (in order: delivered at once; beyond a hole: a gap, recovered as usual).
+        Returns requests sent."""
+        if self.sock is None or self.server is None:
+            return 0
+        sent = 0
+        for s in range(int(n_sess)):
+            g = self.gap[s]
+            if g[G_OPEN] or g[G_ENDED]:
+                continue
+            self.sock.sendto(request_packet(bytes(sess_id[s]), int(self.nxt[s]), self.max_request), self.server)
+            sent += 1
+        self.probes += sent
+        self.requests += sent
+        return sent
+
     def counters(self) -> dict[str, int]:
         return {"gaps_recovered": int(self.gap[:, G_RECOVERED].sum()),
                 "gaps_abandoned": int(self.gap[:, G_ABANDONED].sum()),
                 "gaps_open": int(self.gap[:, G_OPEN].sum()),
                 "requests": self.requests,
+                "probes": self.probes,
                 "held_packets": int(self.gap[:, G_HELD].sum()),
                 "replies": self.sock.packets if self.sock is not None else 0}
 

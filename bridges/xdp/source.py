@@ -124,8 +124,21 @@ class LiveSource:
             return np.zeros(self.sess_id.shape[0], np.int64)
         return self.recovery.gap_open()
 
+    def rx_dropped(self) -> int:
+        """Packets the kernel dropped before this source could take them (AF_XDP: RX ring full
+        or fill ring empty; ``rx_dropped`` + ``rx_ring_full`` of ``XskSocket.statistics()``)."""
+        n = 0
+        for r in self.receivers:
+            st = r.statistics()
+            n += int(st.get("rx_dropped", 0)) + int(st.get("rx_ring_full", 0))
+        return n
+
     def counters(self) -> dict[str, int]:
-        out = {"packets": sum(int(r.packets) for r in self.receivers), "messages": self.messages}
+        """``packets`` received, ``messages`` delivered, ``rx_dropped`` (packets the kernel
+        dropped: the receive ring overran), ``lost_messages`` (messages of abandoned gaps, never
+        delivered), the gap recovery's counters and each receiver's kernel statistics."""
+        out = {"packets": sum(int(r.packets) for r in self.receivers), "messages": self.messages,
+               "rx_dropped": self.rx_dropped(), "lost_messages": int(self.stats[S.MOLD_GAP_MESSAGES])}
         if self.recovery is not None:
             out.update(self.recovery.counters())
         for i, r in enumerate(self.receivers):
@@ -157,7 +170,8 @@ class LiveSource:
             d, i, status = gr.sequence(buf, po, pl, prx, i, m, self.sess_id, self.sess_next, self.n_sess)
             yield from self._split(buf, gr.out_off, gr.out_len, gr.out_rx, d)
             if status == G.FULL:
-                gr.abandon()
+                if not gr.compact(force=True):  # really full (not just released rows): give up
+                    gr.abandon()
                 yield from self._released()
 
     def _released(self) -> Iterator[MessageBatch]:
@@ -190,6 +204,13 @@ class LiveSource:
         last_rx = time.time_ns()
         nr = len(self.receivers)
         turn = 0
+        # tail-loss probes (see ``GapRecovery.probe``): after kernel drops, or now and then while
+        # the line is quiet and a session has not ended, at most ``max_retries`` in a row
+        probing = gr is not None and gr.sock is not None and gr.server is not None
+        drops_seen = 0
+        last_probe = 0
+        probes = 0
+        probe_ns = 4 * gr.retry_ns if gr is not None else 0
         while not self._stop.is_set():
             got = 0
             for _ in range(nr):
@@ -213,6 +234,7 @@ class LiveSource:
                     if k:
                         got += k
                         last_rx = now
+                        gr.touch(now)
                         self.pay_rx[:k] = now
                         yield from self._deliver(gr.sock.buf, gr.sock.off, gr.sock.length, self.pay_rx, k)
                 if gr.pending():
@@ -220,6 +242,15 @@ class LiveSource:
             if self._finished():
                 self.ended = True
                 break
+            if got:
+                probes = 0
+            elif probing and not gr.pending() and now - last_rx >= gr.retry_ns:
+                drops = self.rx_dropped()
+                if drops > drops_seen or (probes < gr.max_retries and now - last_probe >= probe_ns):
+                    if gr.probe(self.sess_id, int(self.n_sess[0])):
+                        probes = 0 if drops > drops_seen else probes + 1
+                        last_probe = now
+                    drops_seen = drops
             if not got:
                 if self.idle_ns and now - last_rx > self.idle_ns:
                     self.error = f"no packet for {self.idle_ns // 1_000_000} ms: stopped"
