@@ -92,7 +92,8 @@ def _one(net, capture: Path, method: str, pcap: Path, npackets: int, pps: float,
     el = (t1 - t0) / 1e9 if t0 else float("nan")
     row = {"method": method, "messages": msgs, "packets": counters["packets"], "elapsed_s": el,
            "pps": counters["packets"] / el, "msgs_per_s": msgs / el,
-           "gaps_recovered": counters.get("gaps_recovered", 0), "replies": counters.get("replies", 0)}
+           "gaps_recovered": counters.get("gaps_recovered", 0), "replies": counters.get("replies", 0),
+           "rx_dropped": counters.get("rx_dropped", 0), "lost_messages": counters.get("lost_messages", 0)}
     if times_path is not None and trace:
         sent = np.load(times_path)
         tr = np.array(trace, np.int64)
@@ -155,7 +156,8 @@ def run(args) -> list[str]:
     for r in rows:
         out(f"  {('AF_XDP' if r['method'] == 'xdp' else 'UDP socket'):<11} {r['pps'] / 1e3:9.1f} K pkt/s "
             f"{r['msgs_per_s'] / 1e6:7.2f} M msg/s  {r['packets']:>9,} pkts {r['messages']:>10,} msgs  "
-            f"gaps recovered {r['gaps_recovered']}")
+            f"gaps recovered {r['gaps_recovered']}, kernel drops {r['rx_dropped']:,}, "
+            f"messages lost {r['lost_messages']:,}")
     out(f"  AF_XDP / UDP socket: {x['pps'] / u['pps']:.2f}x packets/s, {x['msgs_per_s'] / u['msgs_per_s']:.2f}x msgs/s")
     out(f"  receive latency, packet sent -> decoded (paced {lat_pps:,.0f} pkt/s, Python sender in another process):")
     for r in lat:
