@@ -29,11 +29,11 @@ log = logging.getLogger("hftbot.execution")
 #: FIX OrdRejReason(103) names, for the report
 ORD_REJ_REASONS = {0: "broker_option", 1: "unknown_symbol", 2: "exchange_closed", 3: "order_exceeds_limit",
                    4: "too_late_to_enter", 5: "unknown_order", 6: "duplicate_order", 11: "unsupported_order",
-                   13: "incorrect_quantity", 99: "other"}
+                   13: "incorrect_quantity", 99: "other", C.REJ_SESSION: "session_or_business_reject"}
 
 #: FIX CxlRejReason(102) names (cancel and replace requests)
 CXL_REJ_REASONS = {0: "too_late_to_cancel", 1: "unknown_order", 2: "broker_option", 3: "already_pending",
-                   6: "duplicate_clordid", 99: "other"}
+                   6: "duplicate_clordid", 99: "other", C.REJ_SESSION: "session_or_business_reject"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -236,7 +236,7 @@ def format_execution(ex: dict[str, Any]) -> list[str]:
         lines.append("venue      fills " + f"{ex['venue'].get('fills', 0):,}, positions "
                      + (", ".join(f"{k} {v:+,}" for k, v in sorted(pos.items())) or "flat"))
     odd = {k: ex[k] for k in ("duplicate_reports", "bad_reports", "unknown_clordid", "illegal_transitions",
-                              "session_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
+                              "session_rejects", "business_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
     if odd:
         lines.append("fix issues: " + ", ".join(f"{k} {v:,}" for k, v in odd.items()))
     return lines

@@ -232,3 +232,44 @@ def test_a_failing_callback_is_counted_not_raised(tmp_path):
     br = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
     br._guard(br._from_app, object())        # not a message: raises inside, never outside
     assert br.callback_errors == 1
+
+
+def test_a_session_reject_of_our_order_rejects_it_for_risk(tmp_path):
+    """35=3 names the refused message by RefSeqNum, 35=j by ClOrdID: either way the order is
+    rejected in the state machine and risk gets EX_REJECT (it never reached the venue's book)."""
+    import socket
+
+    from bridges.fix.bridge import FixBridge
+
+    class _Session:
+        def getExpectedSenderNum(self):  # noqa: N802 - QuickFIX's name
+            return 7
+
+    a, b = socket.socketpair()
+    try:
+        sym = np.zeros((4, 16), np.int64)
+        br = FixBridge(host="127.0.0.1", port=1, sender="S", target="T", state_dir=tmp_path, sym=sym, date="20190130")
+        br.session, br.logged_on, br.fd = _Session(), True, a.fileno()
+        rows = np.vstack([IN.intent(locate=1, price=10_000, qty=10, id=41), IN.intent(locate=1, price=10_000, qty=10,
+                                                                                    id=42)])
+        assert br.send(rows) == 2
+        assert br.ot[0, C.O_SEQ] == 7 and br.ot[1, C.O_SEQ] == 8
+        rej = fix.Message()
+        rej.getHeader().setField(35, "3")
+        rej.setField(45, "8")
+        rej.setField(58, "Value is incorrect (out of range) for this tag")
+        br._guard(br._from_admin, rej)
+        bmr = fix.Message()
+        bmr.getHeader().setField(35, "j")
+        bmr.setField(45, "0")
+        bmr.setField(379, f"{br.prefix_str}-1")
+        bmr.setField(380, "3")
+        br._guard(br._from_app, bmr)
+        ev = np.vstack(br._apply_refused())
+    finally:
+        a.close()
+        b.close()
+    assert ev[:, IN.E_KIND].tolist() == [IN.EX_REJECT, IN.EX_REJECT]
+    assert sorted(ev[:, IN.E_ID].tolist()) == [41, 42]
+    assert (br.ot[:2, C.O_STATE] == C.ST_REJECTED).all() and (br.ot[:2, C.O_REJ] == C.REJ_SESSION).all()
+    assert br.callback_errors == 0 and br.session_rejects == 1 and br.business_rejects == 1

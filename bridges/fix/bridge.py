@@ -220,6 +220,8 @@ class FixBridge:
         self.backlog: list[np.ndarray] = []  # rows that could not go out (session down)
         self.callback_errors = 0
         self.session_rejects = 0
+        self.business_rejects = 0
+        self._refused: list[tuple[int, str]] = []
         self.logons = 0
         self.logouts = 0
         self.resent = 0
@@ -341,9 +343,17 @@ class FixBridge:
     def _from_admin(self, msg) -> None:
         if msg.getHeader().getField(35) == "3":
             self.session_rejects += 1
+            ref = int(msg.getField(45)) if msg.isSetField(45) else -1
+            self._refused.append((ref, ""))
             log.warning("session-level Reject from the venue: %s", msg.toString().replace("\x01", "|"))
 
     def _from_app(self, msg) -> None:
+        if msg.getHeader().getField(35) == "j":   # BusinessMessageReject: the venue refused a request
+            self.business_rejects += 1
+            ref = int(msg.getField(45)) if msg.isSetField(45) else -1
+            self._refused.append((ref, msg.getField(379) if msg.isSetField(379) else ""))
+            log.warning("BusinessMessageReject from the venue: %s", msg.toString().replace("\x01", "|"))
+            return
         raw = msg.toString().encode("ascii", "replace")
         a = len(self._in)
         self._in += raw
@@ -429,6 +439,8 @@ class FixBridge:
         ev = self._parse()
         if ev.shape[0]:
             out.append(ev)
+        if self._refused:
+            out.extend(self._apply_refused())
         if self.logged_on and (self._relogon or self.backlog):
             self._relogon = False
             self._after_logon()
@@ -455,6 +467,41 @@ class FixBridge:
             self.fills.append(self._fills[:nf].copy())
         self._log_illegal()
         return self._ex[:ne].copy()
+
+    def _apply_refused(self) -> list[np.ndarray]:
+        """Requests the counterparty refused at the session layer (35=3, by RefSeqNum) or with a
+        BusinessMessageReject (35=j, by RefSeqNum or BusinessRejectRefID = ClOrdID): the order
+        state goes to rejected and risk gets the same event as for a venue reject."""
+        out = []
+        refused, self._refused = self._refused, []
+        n = self.n_msgs
+        for ref, clid in refused:
+            r = -1
+            if clid.startswith(self.prefix_str + "-") and clid[len(self.prefix_str) + 1:].isdigit():
+                r = int(clid[len(self.prefix_str) + 1:]) - 1
+            elif ref > 0 and n:
+                hit = np.flatnonzero(self.ot[:n, C.O_SEQ] == ref)
+                r = int(hit[-1]) if hit.size else -1
+            if not 0 <= r < n or self.ot[r, C.O_ACKED]:
+                continue   # an admin message of ours, or a request already answered
+            self.ot[r, C.O_ACKED] += 1
+            self.ot[r, C.O_REJ] = C.REJ_SESSION
+            C.order_event(self.ot, r, C.ST_REJECTED, self.cnt, self.bad)
+            kind = int(self.ot[r, C.O_KIND])
+            ts = int(self.ot[r, C.O_T_FEED])
+            if kind == IN.KIND_NEW:
+                out.append(IN.exec_event(IN.EX_REJECT, id=int(self.ot[r, C.O_ID]), ts=ts))
+            else:
+                o = int(self.ot[r, C.O_ORIG_MSG]) - 1
+                if o >= 0 and int(self.ot[o, C.O_STATE]) in (C.ST_PENDING_CANCEL, C.ST_PENDING_REPLACE):
+                    live = C.ST_PARTIAL if self.ot[o, C.O_CUM] > 0 else C.ST_NEW
+                    C.order_event(self.ot, o, live, self.cnt, self.bad)
+                if kind == IN.KIND_REPLACE:
+                    out.append(IN.exec_event(IN.EX_REPLACE_REJECT, id=int(self.ot[r, C.O_ID]), ts=ts))
+                elif o >= 0:
+                    out.append(IN.exec_event(IN.EX_CANCEL_REJECT, id=int(self.ot[o, C.O_ID]), ts=ts))
+        self._log_illegal()
+        return out
 
     def _after_logon(self) -> None:
         """Re-send what is unacknowledged (PossResend) and what waited while the session was down."""
@@ -552,6 +599,7 @@ class FixBridge:
             "bad_rows": int(c[C.C_BAD_ROW]),
             "illegal_transitions": int(c[C.C_ILLEGAL]),
             "session_rejects": self.session_rejects,
+            "business_rejects": self.business_rejects,
             "callback_errors": self.callback_errors,
             "logons": self.logons,
             "resent_possresend": self.resent,

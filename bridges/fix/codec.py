@@ -80,7 +80,9 @@ O_T_SENT = 10     # tick counter when the bytes were written
 O_T_FEED = 11     # feed timestamp (I_TS) of the intent
 O_REJ = 12        # rejected: OrdRejReason(103) / CxlRejReason(102) from the venue
 O_TIF = 13        # TIF_DAY / TIF_IOC (for a re-send)
-NO = 14
+O_SEQ = 14        # MsgSeqNum it went out with (a session-level Reject names it by RefSeqNum)
+NO = 15
+REJ_SESSION = 1000  # O_REJ of a request refused by the counterparty's session layer (35=3) or 35=j
 
 
 @_jit
@@ -336,6 +338,7 @@ def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg
         ot[r, O_T_SENT] = tick
         ot[r, O_T_FEED] = rows[k, I_TS]
         ot[r, O_TIF] = rows[k, I_TIF]
+        ot[r, O_SEQ] = seq
         if kind == KIND_NEW:
             cnt[C_SENT_NEW] += 1
         elif kind == KIND_CANCEL:
