@@ -23,7 +23,7 @@ import numpy as np
 from bridges.fix.bridge import FixBridge, session_settings
 from kernels import intents as IN
 from kernels.events import pack_ascii
-from pipeline.execution import free_port
+from replay.venue.process import free_port
 from pipeline.latency import Latencies, fmt_ns
 
 

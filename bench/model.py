@@ -58,14 +58,6 @@ def _rdtsc_tools():
     return ticks, per_event, empty
 
 
-def tsc_ghz(ticks) -> float:
-    ticks()
-    t0, c0 = time.perf_counter_ns(), ticks()
-    time.sleep(0.1)
-    t1, c1 = time.perf_counter_ns(), ticks()
-    return (c1 - c0) / (t1 - t0)
-
-
 def stats_ns(dt_ns: np.ndarray) -> dict[str, float]:
     return {"p50_ns": float(np.percentile(dt_ns, 50)), "p99_ns": float(np.percentile(dt_ns, 99)),
             "mean_ns": float(dt_ns.mean()), "events": int(len(dt_ns))}
@@ -125,7 +117,9 @@ def section(rows: int = 1_000_000, events: int = 20_000, repeat: int = 3) -> dic
 
     # per event, inside compiled code
     ticks, per_event, empty = _rdtsc_tools()
-    ghz = tsc_ghz(ticks)
+    from bench.clock import ticks_per_ns
+
+    ghz = ticks_per_ns()  # ticks per ns = GHz
     n = min(events, len(f))
     out = np.zeros(n)
     dt = np.zeros(n, np.int64)

@@ -49,7 +49,7 @@ GOAL_P99_NS = 100.0
 
 # --- time-stamp counter in compiled code ------------------------------------------------------------
 from bench.clock import rdtsc as _rdtsc  # noqa: E402
-from bench.clock import tsc as _tsc  # noqa: E402
+from bench.clock import ticks_per_ns  # noqa: E402
 
 
 @njit(nogil=True)
@@ -89,15 +89,7 @@ def _make_loops():
 
 
 def cycles_per_ns() -> float:
-    _tsc()
-    best = None
-    for _ in range(3):
-        t0, c0 = time.perf_counter_ns(), _tsc()
-        time.sleep(0.05)
-        t1, c1 = time.perf_counter_ns(), _tsc()
-        r = (c1 - c0) / (t1 - t0)
-        best = r if best is None else min(best, r)
-    return float(best)
+    return ticks_per_ns()
 
 
 # --- the market and the intents -----------------------------------------------------------------

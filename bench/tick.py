@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from pipeline.latency import Latencies, fmt_ns
 
@@ -113,7 +112,7 @@ def run(n_messages: int = 200_000) -> list[str]:
 
     from pipeline.app import CONF_DIR
     from pipeline.config import register
-    from pipeline.execution import free_port
+    from replay.venue.process import free_port
 
     register()
     lines: list[str] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,12 +33,6 @@ ORD_REJ_REASONS = {0: "broker_option", 1: "unknown_symbol", 2: "exchange_closed"
 #: FIX CxlRejReason(102) names (cancel and replace requests)
 CXL_REJ_REASONS = {0: "too_late_to_cancel", 1: "unknown_order", 2: "broker_option", 3: "already_pending",
                    6: "duplicate_clordid", 99: "other", C.REJ_SESSION: "session_or_business_reject"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def session_date(path: Path, fallback: dt.date | None = None) -> str:
@@ -91,7 +84,7 @@ class Execution:
         port = int(b.port)
         if v.enabled:
             from replay.simclock import SimClock
-            from replay.venue.process import VenueProcess
+            from replay.venue.process import VenueProcess, free_port
 
             port = int(v.port) or free_port(b.host)
             vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from numba import njit
 
-from kernels.clock import rdtsc, tsc
+from kernels.clock import rdtsc, ticks_per_ns, tsc
 from bridges.fix.codec import C_BAD_ROW, encode_orders, parse_reports  # noqa: F401  (parse: warm-up)
 from kernels import book as B
 from kernels import risk as R
@@ -79,7 +79,7 @@ def tick_batch(n_pk, pk_lo, pk_hi,
         m = decode_batch(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z], z - a, 0,
                          kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match,
                          stock, aux, alpha, stats)
-        done, nf = apply_events(m, kind, side, locate, ts, seq, ref64, nref64, shares, price, stock64, aux, alpha,
+        _, nf = apply_events(m, kind, side, locate, ts, seq, ref64, nref64, shares, price, stock64, aux, alpha,
                                 oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr, book_params, subs,
                                 stop_ts, fo, fk)
         if ctr[B.C_ERROR] != 0:
@@ -117,23 +117,18 @@ def tick_batch(n_pk, pk_lo, pk_hi,
                         w += r
                     seqn += nw
                     msg += nw
-                    if w < nbytes:
+                    if w < nbytes:  # the packet is done; Python writes the rest, then calls again
                         x[X_PENDING] = nbytes - w
                         x[X_PENDING_OFF] = w
                         x[X_STOP] = 3
-                        rec[k, T_START] = t0
-                        rec[k, T_END] = rdtsc()
-                        rec[k, T_ORDERS] = nw
-                        rec[k, T_MSGS] = z - a
-                        x[X_ORDERS] += nw
-                        k += 1
-                        break
         rec[k, T_START] = t0
         rec[k, T_END] = rdtsc()
         rec[k, T_ORDERS] = nw
         rec[k, T_MSGS] = z - a
         x[X_ORDERS] += nw
         k += 1
+        if x[X_STOP] != 0:
+            break
     x[X_PACKETS] = k
     x[X_SEQ] = seqn
     x[X_MSG] = msg
@@ -155,14 +150,6 @@ def prefault(*arrays: np.ndarray) -> None:
     for a in arrays:
         b = a.reshape(-1).view(np.uint8)
         b[::4096] = b[::4096]
-
-
-def ticks_per_ns() -> float:
-    """TSC ticks per nanosecond, calibrated against perf_counter_ns over ~20 ms."""
-    t0, c0 = time.perf_counter_ns(), tsc()
-    time.sleep(0.02)
-    t1, c1 = time.perf_counter_ns(), tsc()
-    return (c1 - c0) / max(t1 - t0, 1)
 
 
 class TickPath:
@@ -234,7 +221,7 @@ class TickPath:
                    rs.g, r.lim, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, rs.rc, r.ovk, r.ovl,
                    m.impl._args, m.impl.h, m.impl.hb, self.pred,
                    s.ss, s.sg, s.pf, s.pi, self.intents, self.res, r.out,
-                   br.sym, time.time_ns(), int(_tsc_now()), 1.0 / self.tpn, br.date, br.sender_b, br.target_b,
+                   br.sym, time.time_ns(), int(tsc()), 1.0 / self.tpn, br.date, br.sender_b, br.target_b,
                    br.prefix, br.msg_ids, br.msg_of, br.ot, br.out, br.offs, br.cnt, br.bad, fd, seq0,
                    br.n_msgs + 1, br.max_orders, self.rec, self.x)
         written = int(self.x[X_MSG]) - (br.n_msgs + 1)
@@ -246,6 +233,3 @@ class TickPath:
             a = int(self.x[X_PENDING_OFF])
             br._write(memoryview(br.out)[a:a + int(self.x[X_PENDING])])
 
-
-def _tsc_now() -> int:
-    return tsc()

@@ -18,7 +18,7 @@ from bridges.fix.bridge import FixBridge  # noqa: E402
 from kernels import cpu  # noqa: E402
 from kernels import intents as IN  # noqa: E402
 from pipeline.book import BookStage, BookState  # noqa: E402
-from pipeline.execution import free_port  # noqa: E402
+from replay.venue.process import free_port  # noqa: E402
 from pipeline.stages import DecodeStage  # noqa: E402
 from replay.capture import CaptureReader  # noqa: E402
 

@@ -316,7 +316,8 @@ def test_journal_summary_and_torn_line(tmp_path):
 
 # --- the venue process ------------------------------------------------------------------------------
 
-from tests.venue_helpers import (DATE, Initiator, RawClient, cancel, free_port, new_order,  # noqa: E402
+from replay.venue.process import free_port  # noqa: E402
+from tests.venue_helpers import (DATE, Initiator, RawClient, cancel, new_order,  # noqa: E402
                                  replace, wait_for)
 
 T0 = 34_200_002_000_000     # 09:30:00.002: the generated flow starts at 09:30:00

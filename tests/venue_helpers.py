@@ -32,12 +32,6 @@ def wait_for(cond: Callable[[], bool], timeout_s: float = 30.0, what: str = "con
         time.sleep(poll_s)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse(raw: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for part in raw.split(SOH):

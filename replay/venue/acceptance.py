@@ -289,15 +289,9 @@ def fields_fmt_for(defs: list[Path]) -> Path | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_fresh(path: Path, patterns, *, timeout_s: float = 15.0, state_root: str | None = None) -> None:
     """Run one definition against a fresh venue acceptor in the acceptance profile."""
-    from replay.venue.process import VenueProcess
+    from replay.venue.process import VenueProcess, free_port
 
     with tempfile.TemporaryDirectory(dir=state_root, prefix=f"at-{path.stem}-") as d:
         v = VenueProcess(None, free_port(), d, None, app="acceptance")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +36,13 @@ _ALIASES = {"sender_comp_id": "sender", "target_comp_id": "target", "heartbeat_s
             "file_log": "fix_log"}
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (bind to port 0 and read it back)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 class VenueStartError(RuntimeError):
     """The venue process died or did not listen in time (the message holds its stderr tail)."""
 
@@ -49,11 +57,7 @@ class VenueProcess:
             raise TypeError(f"unknown venue option(s): {sorted(unknown)}; known: {sorted({**_FLAGS, **_BOOL_FLAGS})}")
         self.capture = str(capture) if capture else None
         if int(port) == 0:  # pick a free loopback port now (kept across restarts)
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
         self.port = int(port)
         self.state_dir = Path(state_dir)
         self.clock_path = str(clock_path) if clock_path else None
