@@ -278,6 +278,31 @@ def index_pcapng(buf, pos, end, state, if_link, if_res_kind, if_res_val, filt_ip
     return n, pos, MORE
 
 
+@register_jitable
+def find_session(buf, p, sess_id, n_sess):
+    """Row of the 10-byte MoldUDP64 session ``buf[p:p+10]`` among the ``n_sess[0]`` rows of
+    ``sess_id``, or -1 (a handful of sessions per feed: linear search)."""
+    for k in range(n_sess[0]):
+        same = True
+        for j in range(10):
+            if sess_id[k, j] != buf[p + j]:
+                same = False
+                break
+        if same:
+            return k
+    return -1
+
+
+@register_jitable
+def add_session(buf, p, sess_id, n_sess):
+    """Append the session ``buf[p:p+10]`` to ``sess_id``; returns its row (caller checks room)."""
+    s = n_sess[0]
+    n_sess[0] = s + 1
+    for j in range(10):
+        sess_id[s, j] = buf[p + j]
+    return s
+
+
 def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
     """Split MoldUDP64 packets into message blocks, tracking sequence numbers per session.
@@ -306,17 +331,7 @@ def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, 
         if plen < 20:
             stats[S.MOLD_SHORT] += 1
             continue
-        # find or add the session (a handful per feed: linear search)
-        s = -1
-        for k in range(n_sess[0]):
-            same = True
-            for j in range(10):
-                if sess_id[k, j] != buf[p + j]:
-                    same = False
-                    break
-            if same:
-                s = k
-                break
+        s = find_session(buf, p, sess_id, n_sess)
         seq = rd_u64(buf, p + 10)
         count = rd_u16(buf, p + 18)
         if seq >= SEQ_LIMIT:  # no real feed gets near: a corrupt header, not a 2**63 gap
@@ -326,10 +341,7 @@ def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, 
             if n_sess[0] >= max_sess:
                 stats[S.MOLD_TOO_MANY_SESSIONS] += 1
                 continue
-            s = n_sess[0]
-            n_sess[0] = s + 1
-            for j in range(10):
-                sess_id[s, j] = buf[p + j]
+            s = add_session(buf, p, sess_id, n_sess)
             sess_next[s] = seq  # a capture may start mid-session: no gap before the first packet
         sequenced = seq != np.uint64(0)
         if not sequenced:

@@ -27,7 +27,7 @@ import struct
 import numpy as np
 from numba import njit
 
-from kernels.framing import SEQ_LIMIT
+from kernels.framing import SEQ_LIMIT, add_session, find_session
 from kernels.wire import rd_u16, rd_u64
 
 # gap[s, ...]
@@ -72,16 +72,7 @@ def sequence(buf, pay_off, pay_len, pay_rx, first, n, sess_id, sess_next, n_sess
             continue
         seq = rd_u64(buf, p + 10)
         cnt = rd_u16(buf, p + 18)
-        s = -1
-        for k in range(n_sess[0]):
-            same = True
-            for j in range(10):
-                if sess_id[k, j] != buf[p + j]:
-                    same = False
-                    break
-            if same:
-                s = k
-                break
+        s = find_session(buf, p, sess_id, n_sess)
         if seq == 0 or seq >= SEQ_LIMIT or (s < 0 and n_sess[0] >= max_sess):
             out_off[m] = p  # unsequenced, corrupt or too many sessions: split_mold counts it
             out_len[m] = ln
@@ -89,10 +80,7 @@ def sequence(buf, pay_off, pay_len, pay_rx, first, n, sess_id, sess_next, n_sess
             m += 1
             continue
         if s < 0:
-            s = n_sess[0]
-            n_sess[0] = s + 1
-            for j in range(10):
-                sess_id[s, j] = buf[p + j]
+            s = add_session(buf, p, sess_id, n_sess)
             sess_next[s] = seq  # as split_mold: a feed may be joined mid-session
             nxt[s] = seq
         msgs = np.uint64(0) if (cnt == 0 or cnt == 0xFFFF) else np.uint64(cnt)
