@@ -11,12 +11,14 @@ QuickFIX process validating every message against FIX44.xml, has received them a
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -63,6 +65,29 @@ def acceptor(port: int, state: Path, counter: Path) -> None:
         acc.stop()
 
 
+@contextlib.contextmanager
+def acceptor_process(tmp: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """The counting acceptor (:func:`acceptor`) in its own process, state under ``tmp``; yields
+    its port and the counter (slot 0: application messages received). Stopped on exit."""
+    port = free_port()
+    counter = tmp / "count"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.fix", "acceptor", str(port), str(tmp / "venue"),
+                             str(counter)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if proc.stdout.readline().strip() != "READY":
+            raise RuntimeError("the FIX acceptor did not start")
+        with open(counter, "r+b") as f:
+            cnt = np.frombuffer(mmap.mmap(f.fileno(), 4096), np.int64)
+        yield port, cnt
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _orders(n: int, first_id: int) -> np.ndarray:
     rows = np.zeros((n, IN.NI), np.int64)
     rows[:, IN.I_LOCATE] = 1
@@ -86,18 +111,10 @@ def run(n_orders: int = 200_000) -> list[str]:
     import quickfix as fix
 
     lines = []
-    with tempfile.TemporaryDirectory(prefix="hftbot-fixbench-") as td:
+    with tempfile.TemporaryDirectory(prefix="hftbot-fixbench-") as td, acceptor_process(Path(td)) as (port, cnt):
         tmp = Path(td)
-        port = free_port()
-        counter = tmp / "count"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.fix", "acceptor", str(port), str(tmp / "venue"),
-                                 str(counter)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         bridge = None
         try:
-            if proc.stdout.readline().strip() != "READY":
-                raise RuntimeError("the FIX acceptor did not start")
-            f = open(counter, "r+b")
-            cnt = np.frombuffer(mmap.mmap(f.fileno(), 4096), np.int64)
             sym = np.zeros((4, 16), np.int64)
             sym[1, 0] = np.array([pack_ascii("AAPL", 8)], np.uint64).view(np.int64)[0]
             n_peer = max(n_orders // 10, 1000)
@@ -170,12 +187,6 @@ def run(n_orders: int = 200_000) -> list[str]:
         finally:
             if bridge is not None:
                 bridge.stop()
-            if proc.stdin:
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     return lines
 
 

@@ -10,7 +10,6 @@ FIX bridge to a QuickFIX acceptor process on loopback. Two ways, same run, same 
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -112,75 +111,62 @@ def run(n_messages: int = 200_000) -> list[str]:
 
     from pipeline.app import CONF_DIR
     from pipeline.config import register
-    from replay.venue.process import free_port
+    from bench.fix import acceptor_process
 
     register()
     lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="hftbot-tick-") as td:
+    with tempfile.TemporaryDirectory(prefix="hftbot-tick-") as td, acceptor_process(Path(td)) as (port, _):
         tmp = Path(td)
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "bench.fix", "acceptor", str(port), str(tmp / "venue"),
-                                 str(tmp / "count")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            if proc.stdout.readline().strip() != "READY":
-                raise RuntimeError("the FIX acceptor did not start")
-            with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-                cfg = compose("smoke", overrides=[f"feed.sample.messages={n_messages}", "feed.sample.symbols=8",
-                                                  "feed.sample.dir=.cache/bench", "strategy.min_interval_ns=0",
-                                                  "features.symbols=['*']"])
-            # packets as on the real feed: a packet takes the messages within 1 µs of its first
-            # (1-3 messages on average; the default sample packs up to 1,400 bytes a packet)
-            path = Path(".cache/bench") / f"tick-{n_messages}-seed7.pcap"
-            if not path.is_file():
-                from replay.generator import generate
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("smoke", overrides=[f"feed.sample.messages={n_messages}", "feed.sample.symbols=8",
+                                              "feed.sample.dir=.cache/bench", "strategy.min_interval_ns=0",
+                                              "features.symbols=['*']"])
+        # packets as on the real feed: a packet takes the messages within 1 µs of its first
+        # (1-3 messages on average; the default sample packs up to 1,400 bytes a packet)
+        path = Path(".cache/bench") / f"tick-{n_messages}-seed7.pcap"
+        if not path.is_file():
+            from replay.generator import generate
 
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp_path = path.with_suffix(".part")
-                generate(tmp_path, fmt="pcap", n_messages=n_messages, n_symbols=8, seed=7, max_delay_ns=1000)
-                tmp_path.replace(path)
-            res = {}
-            passes = (("compiled", _compiled_path), ("no-syscall", lambda st, lat: _compiled_path(st, lat, True)),
-                      ("python", _python_path))
-            for name, fn in passes:
-                st = _stages(cfg, path, port, tmp / f"bridge-{name}")
-                bridge = st[-1]
-                try:
-                    bridge.start()
-                    lat = Latencies()
-                    packets, orders = fn(st, lat)
-                    res[name] = (lat.summary(), packets, orders)
-                finally:
-                    bridge.stop()
-            lines.append(f"tick-to-trade, CPU backend, one MoldUDP64 packet at a time, orders through the FIX "
-                         f"bridge to a QuickFIX acceptor on loopback ({n_messages:,} messages)")
-            py = res["python"][0].get("tick_to_trade", {})
-            for name, (s, packets, orders) in res.items():
-                for key, what in (("tick_to_trade", "packet in buffer -> FIX bytes written"),
-                                  ("tick_no_order", "packets without an order: in buffer -> risk done")):
-                    if key not in s:
-                        continue
-                    r = s[key]
-                    ratio = ""
-                    if key == "tick_to_trade" and py and name != "python":
-                        ratio = f"{py['p50_ns'] / max(r['p50_ns'], 1):6.1f}x p50 vs python"
-                    lines.append(f"  {name:<10} {key:<14} p50 {fmt_ns(r['p50_ns']):>9}  p99 {fmt_ns(r['p99_ns']):>9}  "
-                                 f"p99.9 {fmt_ns(r['p99_9_ns']):>9}  n {r['count']:>8,}  {ratio}  {what}")
-                lines.append(f"  {name:<10} {packets:,} packets ({WARM_PACKETS:,} warm-up packets not recorded), "
-                             f"{orders:,} orders recorded")
-            lines.append("  compiled: every stage + FIX encode + write() in one compiled loop; no-syscall: the same, "
-                         "timed up to the encoded bytes (Python writes them after); python: the stage objects per "
-                         "packet from Python (the peer)")
-            c = res["compiled"][0].get("tick_to_trade")
-            if c:
-                lines.append(f"  goal p50 <= 5 µs, p99 <= 15 µs: compiled p50 {fmt_ns(c['p50_ns'])}, "
-                             f"p99 {fmt_ns(c['p99_ns'])} (anchor: STAC-T1 software 6.1 µs mean, 2012, not run here)")
-        finally:
-            if proc.stdin:
-                proc.stdin.close()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_path = path.with_suffix(".part")
+            generate(tmp_path, fmt="pcap", n_messages=n_messages, n_symbols=8, seed=7, max_delay_ns=1000)
+            tmp_path.replace(path)
+        res = {}
+        passes = (("compiled", _compiled_path), ("no-syscall", lambda st, lat: _compiled_path(st, lat, True)),
+                  ("python", _python_path))
+        for name, fn in passes:
+            st = _stages(cfg, path, port, tmp / f"bridge-{name}")
+            bridge = st[-1]
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                bridge.start()
+                lat = Latencies()
+                packets, orders = fn(st, lat)
+                res[name] = (lat.summary(), packets, orders)
+            finally:
+                bridge.stop()
+        lines.append(f"tick-to-trade, CPU backend, one MoldUDP64 packet at a time, orders through the FIX "
+                     f"bridge to a QuickFIX acceptor on loopback ({n_messages:,} messages)")
+        py = res["python"][0].get("tick_to_trade", {})
+        for name, (s, packets, orders) in res.items():
+            for key, what in (("tick_to_trade", "packet in buffer -> FIX bytes written"),
+                              ("tick_no_order", "packets without an order: in buffer -> risk done")):
+                if key not in s:
+                    continue
+                r = s[key]
+                ratio = ""
+                if key == "tick_to_trade" and py and name != "python":
+                    ratio = f"{py['p50_ns'] / max(r['p50_ns'], 1):6.1f}x p50 vs python"
+                lines.append(f"  {name:<10} {key:<14} p50 {fmt_ns(r['p50_ns']):>9}  p99 {fmt_ns(r['p99_ns']):>9}  "
+                             f"p99.9 {fmt_ns(r['p99_9_ns']):>9}  n {r['count']:>8,}  {ratio}  {what}")
+            lines.append(f"  {name:<10} {packets:,} packets ({WARM_PACKETS:,} warm-up packets not recorded), "
+                         f"{orders:,} orders recorded")
+        lines.append("  compiled: every stage + FIX encode + write() in one compiled loop; no-syscall: the same, "
+                     "timed up to the encoded bytes (Python writes them after); python: the stage objects per "
+                     "packet from Python (the peer)")
+        c = res["compiled"][0].get("tick_to_trade")
+        if c:
+            lines.append(f"  goal p50 <= 5 µs, p99 <= 15 µs: compiled p50 {fmt_ns(c['p50_ns'])}, "
+                         f"p99 {fmt_ns(c['p99_ns'])} (anchor: STAC-T1 software 6.1 µs mean, 2012, not run here)")
     return lines
 
 
