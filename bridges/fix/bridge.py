@@ -39,6 +39,7 @@ import numpy as np
 
 from bridges.fix import codec as C
 from kernels import intents as IN
+from kernels.events import unpack_ascii
 
 log = logging.getLogger("hftbot.fix")
 
@@ -494,8 +495,7 @@ class FixBridge:
             else:
                 o = int(self.ot[r, C.O_ORIG_MSG]) - 1
                 if o >= 0 and int(self.ot[o, C.O_STATE]) in (C.ST_PENDING_CANCEL, C.ST_PENDING_REPLACE):
-                    live = C.ST_PARTIAL if self.ot[o, C.O_CUM] > 0 else C.ST_NEW
-                    C.order_event(self.ot, o, live, self.cnt, self.bad)
+                    C.order_event(self.ot, o, C._live_state(self.ot, o), self.cnt, self.bad)
                 if kind == IN.KIND_REPLACE:
                     out.append(IN.exec_event(IN.EX_REPLACE_REJECT, id=int(self.ot[r, C.O_ID]), ts=ts))
                 elif o >= 0:
@@ -563,8 +563,7 @@ class FixBridge:
     def symbol(self, locate: int) -> str:
         if 0 <= locate < self.sym.shape[0]:
             v = int(np.int64(self.sym[locate, C.S_STOCK]).astype(np.uint64))
-            s = v.to_bytes(8, "big").rstrip(b" \x00").decode("ascii", "replace")
-            return s or "?"
+            return unpack_ascii(v, 8).rstrip(" \x00") or "?"
         return "?"
 
     def _log_illegal(self) -> None:

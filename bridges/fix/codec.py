@@ -99,17 +99,12 @@ def _put_int(out, p, v):
         out[p] = 45  # '-'
         p += 1
         v = -v
-    tmp = np.empty(20, np.uint8)
-    n = 0
-    while True:
-        tmp[n] = 48 + v % 10
-        v //= 10
+    n = 1
+    t = v // 10
+    while t > 0:
         n += 1
-        if v == 0:
-            break
-    for i in range(n):
-        out[p + i] = tmp[n - 1 - i]
-    return p + n
+        t //= 10
+    return _put_fixed(out, p, v, n)
 
 
 @_jit
