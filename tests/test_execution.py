@@ -3,6 +3,7 @@ process), over loopback only."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -72,7 +73,10 @@ def _marketable(state, ts: int, first_id: int, n: int) -> np.ndarray:
     return np.vstack(rows)
 
 
-def _start(day, tmp: Path, **venue_kw):
+@contextlib.contextmanager
+def _session(day, tmp: Path, **venue_kw):
+    """The venue process on the day's capture, the sim clock and a bridge (not yet logged on);
+    all stopped on exit."""
     from replay.simclock import SimClock
     from replay.venue.process import VenueProcess
 
@@ -80,10 +84,15 @@ def _start(day, tmp: Path, **venue_kw):
     port = free_port()
     clock = SimClock(tmp / "clock", create=True)
     venue = VenueProcess(path, port, tmp / "venue", tmp / "clock", session_date="20190130", **venue_kw)
-    venue.start()
     bridge = FixBridge(host="127.0.0.1", port=port, sender="HFTBOT", target="VENUE", state_dir=tmp / "bridge",
                        sym=state.sym, date="20190130", max_orders=4096, reconnect_s=1)
-    return venue, clock, bridge
+    try:
+        venue.start()
+        yield venue, clock, bridge
+    finally:
+        bridge.stop()
+        venue.stop()
+        clock.close()
 
 
 def _drain(bridge: FixBridge, clock, t_clock: int, timeout: float = 60.0) -> list[np.ndarray]:
@@ -117,18 +126,13 @@ def _bridge_positions(bridge: FixBridge) -> dict[str, int]:
 
 def test_orders_fill_against_the_replay_and_positions_match_the_venue(day, tmp_path):
     path, state, ts, _ = day
-    venue, clock, bridge = _start(day, tmp_path)
-    try:
+    with _session(day, tmp_path) as (venue, clock, bridge):
         bridge.start()
         t = int(ts[-1])
         assert bridge.send(_marketable(state, t, 1, 12)) == 12
         _drain(bridge, clock, t)
         c = bridge.counters()
         summ = venue.summary()
-    finally:
-        bridge.stop()
-        venue.stop()
-        clock.close()
     assert c["orders_filled"] + c["orders_partially_filled"] + c["orders_cancelled"] == 12
     assert c["illegal_transitions"] == 0 and c["session_rejects"] == 0 and c["callback_errors"] == 0
     assert bridge.fill_table().shape[0] > 0
@@ -139,8 +143,7 @@ def test_orders_fill_against_the_replay_and_positions_match_the_venue(day, tmp_p
 
 def test_venue_killed_mid_run_recovers_with_each_clordid_acknowledged_once(day, tmp_path):
     path, state, ts, _ = day
-    venue, clock, bridge = _start(day, tmp_path)
-    try:
+    with _session(day, tmp_path) as (venue, clock, bridge):
         bridge.start()
         t1 = int(ts[len(ts) // 2])
         bridge.send(_marketable(state, t1, 1, 10))
@@ -168,10 +171,6 @@ def test_venue_killed_mid_run_recovers_with_each_clordid_acknowledged_once(day, 
         events += _drain(bridge, clock, t2)
         c = bridge.counters()
         summ = venue.summary()
-    finally:
-        bridge.stop()
-        venue.stop()
-        clock.close()
     kinds = np.concatenate([e[:, IN.E_KIND] for e in events if e.shape[0]])
     assert IN.EX_DISCONNECT in kinds and IN.EX_CONNECT in kinds
     assert c["messages_sent"] == 24 and c["backlog_rows"] == 0
@@ -186,8 +185,7 @@ def test_venue_killed_mid_run_recovers_with_each_clordid_acknowledged_once(day, 
 
 def test_risk_rejections_never_reach_the_wire(day, tmp_path):
     path, state, ts, risk = day
-    venue, clock, bridge = _start(day, tmp_path)
-    try:
+    with _session(day, tmp_path) as (venue, clock, bridge):
         bridge.start()
         t = int(ts[-1])
         rows = _marketable(state, t, 1, 6)
@@ -199,10 +197,6 @@ def test_risk_rejections_never_reach_the_wire(day, tmp_path):
         bridge.send(dec.orders)
         _drain(bridge, clock, t)
         summ = venue.summary()
-    finally:
-        bridge.stop()
-        venue.stop()
-        clock.close()
     assert bridge.n_msgs == dec.orders.shape[0] <= 3
     assert (dec.orders[:, IN.I_QTY] <= 150).all()
     assert len(summ["acks"]) == bridge.n_msgs
