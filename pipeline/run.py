@@ -91,52 +91,47 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
                 pace0 = _pace(batch, pace0, float(cfg.feed.speed))
             if tick is not None:
                 _per_packet(batch, tick, decode, risk, ex, lat)
-                if t_first is None:
-                    t_first = time.perf_counter()
-                continue
-            if gpu is not None:
+            elif gpu is not None:
                 _gpu_batch(batch, gpu, risk, ex, isum, lat)
-                if t_first is None:
-                    t_first = time.perf_counter()
-                continue
-            ta = time.perf_counter_ns()
-            events = decode(batch)
-            tb = time.perf_counter_ns()
-            fb = books(events)
-            tc = time.perf_counter_ns()
-            fsum.add(fb)
-            risk.on_events(events)
-            if live_sync is not None:
-                live_sync()
-            kills = risk.poll()
-            if ex is not None and kills.shape[0]:
-                ex.send(kills, ta)
-            td = time.perf_counter_ns()
-            te = tf = td
-            if model is not None:
-                preds = model(fb)
-                te = time.perf_counter_ns()
-                intents = strategy(preds) if strategy is not None else None
-                tf = time.perf_counter_ns()
-                if intents is not None and intents.n:
-                    dec = risk.check(intents.rows, intents.n)
-                    strategy.on_decisions(intents, dec.decisions)
-                    tg = time.perf_counter_ns()
-                    lat.record("risk_check_batch", tg - tf, 1, "per batch")
-                    if ex is not None and dec.orders.shape[0]:
-                        ex.send(dec.orders, ta)
-                isum.add(intents, preds.n)
-            if ex is not None:
-                ex.pump()
-                if events.n:
-                    ex.publish(int(events.cols["ts"][events.n - 1]))
-            n = max(events.n, 1)
-            lat.record("decode_per_msg", (tb - ta) // n, events.n or 1, "per message, batch average")
-            lat.record("book_features_per_msg", (tc - tb) // n, events.n or 1, "per message, batch average")
-            if model is not None:
-                lat.record("model_batch", te - td, 1, "per batch")
-                lat.record("strategy_batch", tf - te, 1, "per batch")
-            lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"per batch of <= {reader.batch_rows:,} msgs")
+            else:
+                ta = time.perf_counter_ns()
+                events = decode(batch)
+                tb = time.perf_counter_ns()
+                fb = books(events)
+                tc = time.perf_counter_ns()
+                fsum.add(fb)
+                risk.on_events(events)
+                if live_sync is not None:
+                    live_sync()
+                kills = risk.poll()
+                if ex is not None and kills.shape[0]:
+                    ex.send(kills, ta)
+                td = time.perf_counter_ns()
+                te = tf = td
+                if model is not None:
+                    preds = model(fb)
+                    te = time.perf_counter_ns()
+                    intents = strategy(preds) if strategy is not None else None
+                    tf = time.perf_counter_ns()
+                    if intents is not None and intents.n:
+                        dec = risk.check(intents.rows, intents.n)
+                        strategy.on_decisions(intents, dec.decisions)
+                        tg = time.perf_counter_ns()
+                        lat.record("risk_check_batch", tg - tf, 1, "per batch")
+                        if ex is not None and dec.orders.shape[0]:
+                            ex.send(dec.orders, ta)
+                    isum.add(intents, preds.n)
+                if ex is not None:
+                    ex.pump()
+                    if events.n:
+                        ex.publish(int(events.cols["ts"][events.n - 1]))
+                n = max(events.n, 1)
+                lat.record("decode_per_msg", (tb - ta) // n, events.n or 1, "per message, batch average")
+                lat.record("book_features_per_msg", (tc - tb) // n, events.n or 1, "per message, batch average")
+                if model is not None:
+                    lat.record("model_batch", te - td, 1, "per batch")
+                    lat.record("strategy_batch", tf - te, 1, "per batch")
+                lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"per batch of <= {reader.batch_rows:,} msgs")
             if t_first is None:
                 t_first = time.perf_counter()
         if ex is not None:
