@@ -35,21 +35,17 @@ CXL_REJ_REASONS = {0: "too_late_to_cancel", 1: "unknown_order", 2: "broker_optio
                    6: "duplicate_clordid", 99: "other", C.REJ_SESSION: "session_or_business_reject"}
 
 
-def session_date(path: Path, fallback: dt.date | None = None) -> str:
-    """YYYYMMDD of the capture's first packet (UTC); today (UTC) for a file without timestamps."""
-    from replay.capture import CaptureReader
+def session_date(path: Path) -> str:
+    """YYYYMMDD of the capture's trading day (``replay.venue.matching.capture_date``, as the venue
+    derives it); today (UTC) for a file without capture times."""
+    from replay.venue.matching import capture_date
 
     try:
-        r = CaptureReader(path)
-        for batch in r:
-            rx = batch.rx[: batch.n]
-            rx = rx[rx > 0]
-            if rx.size:
-                return dt.datetime.fromtimestamp(int(rx[0]) / 1e9, dt.timezone.utc).strftime("%Y%m%d")
-            break
+        day = capture_date(path)
     except Exception as exc:  # noqa: BLE001 - the date is a convenience; the run reports the error
         log.warning("could not read the capture's first packet time: %s", exc)
-    return (fallback or dt.datetime.now(dt.timezone.utc).date()).strftime("%Y%m%d")
+        day = None
+    return (day or dt.datetime.now(dt.timezone.utc).date()).strftime("%Y%m%d")
 
 
 class Execution:

@@ -424,16 +424,11 @@ def session_date_of(cfg: VenueConfig) -> dt.date:
     if cfg.session_date:
         return dt.datetime.strptime(str(cfg.session_date), "%Y%m%d").date()
     if cfg.capture:
-        from replay.venue.matching import capture_batches
+        from replay.venue.matching import capture_date
 
-        for t in capture_batches(cfg.capture):
-            rx, ts = t.cols["rx"][: t.n], t.cols["ts"][: t.n]
-            ok = rx > 0
-            if ok.any():
-                i = int(ok.argmax())
-                midnight_ns = int(rx[i]) - int(ts[i])
-                return dt.datetime.fromtimestamp(midnight_ns / 1e9 + 6 * 3600, dt.timezone.utc).date()
-            break
+        day = capture_date(cfg.capture)
+        if day is not None:
+            return day
     return dt.datetime.now(dt.timezone.utc).date()
 
 

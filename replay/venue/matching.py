@@ -42,6 +42,7 @@ those are looked at in Python. With no resting orders the book kernel runs on it
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -317,6 +318,21 @@ def capture_batches(path, *, backend=None, batch_rows: int = 1 << 16) -> Iterato
     decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
     for batch in reader:
         yield decode(batch)
+
+
+def capture_date(path) -> dt.date | None:
+    """The trading date of a capture: the first packet's capture time minus its ITCH time is the
+    feed's midnight; a few hours after it is safely inside that day in UTC. ``None`` for a file
+    without capture times (BinaryFILE)."""
+    for t in capture_batches(path):
+        rx, ts = t.cols["rx"][: t.n], t.cols["ts"][: t.n]
+        ok = rx > 0
+        if ok.any():
+            i = int(ok.argmax())
+            midnight_ns = int(rx[i]) - int(ts[i])
+            return dt.datetime.fromtimestamp(midnight_ns / 1e9 + 6 * 3600, dt.timezone.utc).date()
+        break
+    return None
 
 
 def event_table(rows: list[dict]) -> EventTable:
