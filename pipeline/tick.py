@@ -107,7 +107,7 @@ def tick_batch(n_pk, pk_lo, pk_hi,
                         break
                     now = wall_ns + np.int64((rdtsc() - tsc0) * ns_per_tick)
                     nw = encode_orders(no, out, sym, seqn, now, date, sender, target, prefix, msg, msg_ids, msg_of,
-                                       ot, obuf, offs, 0, cnt, bad)
+                                       ot, obuf, offs, cnt, bad)
                     nbytes = offs[no]
                     w = 0
                     while w < nbytes:

@@ -39,7 +39,7 @@ class Codec:
         offs = np.zeros(n + 1, np.int64)
         wall = 1_764_000_000_123_456_789
         k = C.encode_orders(n, rows, self.sym, self.seq, wall, _u8("20190130"), _u8("HFTBOT"), _u8("VENUE"),
-                            PREFIX, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, out, offs, 0, self.cnt,
+                            PREFIX, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, out, offs, self.cnt,
                             self.bad)
         self.n_msgs += k
         self.seq += k

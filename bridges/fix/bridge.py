@@ -33,7 +33,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +177,7 @@ class FixBridge:
                  sym: np.ndarray, date: str, heartbeat_s: int = 30, reconnect_s: int = 1,
                  logon_timeout_s: int = 10, prefix: str = "HB", max_orders: int = 1 << 20,
                  batch_rows: int = 4096, file_log: bool = False, username_env: str = "FIX_USERNAME",
-                 password_env: str = "FIX_PASSWORD", on_sent: Callable[[int], None] | None = None):
+                 password_env: str = "FIX_PASSWORD"):
         if not (len(date) == 8 and date.isdigit()):
             raise FixError(f"bridge.session_date must be YYYYMMDD, got {date!r}")
         if not prefix.isalnum():
@@ -234,8 +234,7 @@ class FixBridge:
         self.sid = None
         self.session = None
         self.initiator = None
-        self.on_sent = on_sent
-        #: wall-clock ns when each batch's bytes were written (tick-to-trade), per send() call
+        #: perf_counter_ns when the last batch's bytes were written (tick-to-trade)
         self.last_write_ns = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -243,7 +242,7 @@ class FixBridge:
         """Load the compiled codec (from numba's cache) before the first order needs it."""
         rows = np.zeros((0, IN.NI), np.int64)
         C.encode_orders(0, rows, self.sym, 1, time.time_ns(), self.date, self.sender_b, self.target_b, self.prefix,
-                        1, self.msg_ids, self.msg_of, self.ot, self.out, self.offs, 0, self.cnt, self.bad)
+                        1, self.msg_ids, self.msg_of, self.ot, self.out, self.offs, self.cnt, self.bad)
         empty = np.zeros(1, np.int64)
         C.parse_reports(np.zeros(1, np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex, self.cnt, self.bad,
                         self._fills)
@@ -389,17 +388,13 @@ class FixBridge:
         wall = time.time_ns()
         k = C.encode_orders(m, rows, self.sym, seq0, wall, self.date, self.sender_b, self.target_b,
                             self.prefix, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, self.out,
-                            self.offs, 0, self.cnt, self.bad)
+                            self.offs, self.cnt, self.bad)
         nbytes = int(self.offs[m])
         if k:
             self._write(memoryview(self.out)[:nbytes])
             self.last_write_ns = time.perf_counter_ns()
             self._seq_next = seq0 + int(k)
-            first = self.n_msgs
             self.n_msgs += int(k)
-            self.ot[first:self.n_msgs, C.O_T_SENT] = self.last_write_ns
-            if self.on_sent is not None:
-                self.on_sent(self.n_msgs)
         self._log_illegal()
         return int(k)
 

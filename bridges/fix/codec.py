@@ -76,12 +76,11 @@ O_LOCATE = 6
 O_SIDE = 7
 O_PRICE = 8
 O_ACKED = 9       # acknowledgements seen (ack, reject, replace, cancel ack): must end at 1
-O_T_SENT = 10     # tick counter when the bytes were written
-O_T_FEED = 11     # feed timestamp (I_TS) of the intent
-O_REJ = 12        # rejected: OrdRejReason(103) / CxlRejReason(102) from the venue
-O_TIF = 13        # TIF_DAY / TIF_IOC (for a re-send)
-O_SEQ = 14        # MsgSeqNum it went out with (a session-level Reject names it by RefSeqNum)
-NO = 15
+O_T_FEED = 10     # feed timestamp (I_TS) of the intent
+O_REJ = 11        # rejected: OrdRejReason(103) / CxlRejReason(102) from the venue
+O_TIF = 12        # TIF_DAY / TIF_IOC (for a re-send)
+O_SEQ = 13        # MsgSeqNum it went out with (a session-level Reject names it by RefSeqNum)
+NO = 14
 REJ_SESSION = 1000  # O_REJ of a request refused by the counterparty's session layer (35=3) or 35=j
 
 
@@ -212,7 +211,7 @@ def _put_field_char(out, p, tag, c):
 
 @_jit
 def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg0, msg_ids, msg_of, ot,
-                  out, offs, tick, cnt, bad):
+                  out, offs, cnt, bad):
     """Write ``n`` orders-out rows (``kernels/intents.py``) as FIX 4.4 messages into ``out``.
 
     ``seq0``: MsgSeqNum of the first message; ``wall_ns``: UTC ns for SendingTime(52);
@@ -330,7 +329,6 @@ def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg
         ot[r, O_SIDE] = rows[k, I_SIDE]
         ot[r, O_PRICE] = rows[k, I_PRICE]
         ot[r, O_ACKED] = 0
-        ot[r, O_T_SENT] = tick
         ot[r, O_T_FEED] = rows[k, I_TS]
         ot[r, O_TIF] = rows[k, I_TIF]
         ot[r, O_SEQ] = seq
