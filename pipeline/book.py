@@ -10,6 +10,7 @@ import numpy as np
 from kernels import book as B
 from kernels import features as FT
 from kernels.events import EventTable, pack_ascii, unpack_ascii
+from kernels.state import BookArrays, FeatureConf
 
 
 class BookCapacityError(RuntimeError):
@@ -48,10 +49,10 @@ class BookState:
         self.ctr[B.C_FREE_ORDERS] = max_orders
         self.ctr[B.C_FREE_LEVELS] = max_levels
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """State in kernel argument order (after the event columns)."""
-        return (self.oi, self.oj, self.ofree, self.ok, self.ov, self.li, self.lj, self.lfree, self.lk, self.lv,
-                self.bk, self.sym, self.fs, self.ctr)
+    def arrays(self) -> BookArrays:
+        """State in kernel argument order (after the event columns), as a named bundle (a tuple)."""
+        return BookArrays(self.oi, self.oj, self.ofree, self.ok, self.ov, self.li, self.lj, self.lfree, self.lk,
+                          self.lv, self.bk, self.sym, self.fs, self.ctr)
 
     # -- inspection (Python side, not the hot path) -------------------------------------------------
     def locate_of(self, stock: str) -> int | None:
@@ -144,3 +145,7 @@ class BookStage:
         if done < n:
             self.stopped = True  # reached stop_ts
         return FeatureBatch(self.fo, self.fk, int(nf))
+
+    def feature_conf(self) -> FeatureConf:
+        """The feature settings the book kernel takes (``params``, ``subs``, ``stop_ts``)."""
+        return FeatureConf(self.params, self.subs, self.stop_ts)

@@ -35,6 +35,7 @@ import numpy as np
 
 from kernels import features as FT
 from kernels import model as KM
+from kernels.state import ModelArrays
 
 #: agreement with onnxruntime's CPU (float32) result, tested for every backend: |a - b| <=
 #: ATOL * target_scale + RTOL * |b| (target_scale: the model's output scale, Price(4) units for
@@ -111,6 +112,10 @@ class Model:
         if self._mlp is None:
             self._mlp = mlp_from_onnx(self.onnx_bytes, self.n_inputs)
         return self._mlp
+
+    def arrays(self) -> ModelArrays:
+        """The ``numba`` backend's kernel arguments as a named bundle (``kernels/state.py``)."""
+        return ModelArrays(self.in_col, self.in_rel, *self.mlp().args())
 
     def inputs(self, f: np.ndarray, n: int, dtype=np.float32, kernels: ModuleType | None = None) -> np.ndarray:
         """Raw model inputs [n, k] of feature rows ``f[:n]`` (the graph's input)."""
@@ -312,6 +317,11 @@ class NumbaBackend:
 
     def __call__(self, f: np.ndarray, n: int, out: np.ndarray) -> None:
         self.k.predict_batch(f, n, *self._args, self.h, self.hb, out)
+
+    def kernel_args(self) -> ModelArrays:
+        """The compiled model's arguments (``predict_batch`` after ``f, n``, before the scratch
+        ``h``, ``hb``), for fused kernels that run the model themselves (``pipeline/tick.py``)."""
+        return ModelArrays(*self._args)
 
 
 class OnnxRuntimeBackend:

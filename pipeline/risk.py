@@ -399,6 +399,20 @@ class RiskStage:
             "positions": positions,
         }
 
+    # -- bundles and errors for fused kernels (pipeline/tick.py, pipeline/gpu.py) ------------------
+    def arrays(self):
+        """State, limits and the override table as a ``kernels.state.RiskArrays`` bundle (the
+        kernels' argument order: ``check_intents`` after ``out``, then ``ovk``, ``ovl``)."""
+        from kernels.state import RiskArrays
+
+        s = self.state
+        return RiskArrays(s.g, self.lim, s.ls, s.ps, s.hs, s.ro, s.oh, s.ofree, s.st, s.rt, s.rc, self.ovk, self.ovl)
+
+    def raise_if_error(self, what: str) -> None:
+        """``RiskCapacityError`` (and the flag cleared) if a kernel run outside this stage filled
+        the orders-out table during ``what``; nothing otherwise."""
+        self._check_error(what)
+
 
 # --- hftbot kill ---------------------------------------------------------------------------------
 def add_kill_arguments(p) -> None:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from kernels import intents as IN
 from kernels import risk as R
 from kernels import strategy as KS
+from kernels.state import StrategyArrays
 
 ID_SHIFT = 40  # client order ids: (strategy_id + 1) << 40 onwards (risk's own start at 2**62)
 
@@ -94,6 +95,10 @@ class StrategyStage:
         quotes. Returns the rejections."""
         return int(self.k.strategy_ack(batch.n, batch.rows, np.ascontiguousarray(decisions, np.int64),
                                        self.ss, self.sg))
+
+    def arrays(self) -> StrategyArrays:
+        """State and parameters in kernel argument order (``strategy_batch`` after ``ps``)."""
+        return StrategyArrays(self.ss, self.sg, self.pf, self.pi)
 
     def counters(self) -> dict[str, int]:
         g = self.sg

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -27,6 +28,7 @@ from kernels import risk as R
 from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health, predict_batch, strategy_ack,
                          strategy_batch)
 from kernels.intents import ND, NI
+from kernels.state import Events, Frames, TickSession, Work
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -40,37 +42,72 @@ T_ORDERS = 2      # orders written for the packet
 T_MSGS = 3        # messages in the packet
 NT = 4
 
-# results (int64 slots)
+# results (int64 slots of ``x``; read them with ``results(x)``)
 X_PACKETS = 0
 X_ORDERS = 1
-X_STOP = 2        # 0 done; 1 book capacity error; 2 risk error; 3 write failed; 4 bridge table full
-X_PENDING = 3     # bytes of the last packet's messages not written (X_STOP == 3): Python finishes them
+X_STOP = 2        # a STOP_* code
+X_PENDING = 3     # bytes of the last packet's messages not written (STOP_WRITE): Python finishes them
 X_PENDING_OFF = 4
 X_SEQ = 5         # next MsgSeqNum after the call
 X_MSG = 6         # next message number after the call
 X_TS = 7          # feed timestamp of the last event decoded (the clock the venue may advance to)
 NX = 8
 
+# why a call stopped (x[X_STOP])
+STOP_DONE = 0
+STOP_BOOK = 1         # book capacity error
+STOP_RISK = 2         # risk error (orders-out table full)
+STOP_WRITE = 3        # write() did not take every byte: Python writes the rest
+STOP_BRIDGE_FULL = 4  # the bridge's message table is full
+
+#: ``x`` read by name
+TickResult = namedtuple("TickResult", "packets orders stop pending pending_off seq msg ts")
+
+#: packets of a batch: message ``lo[k]`` up to (not including) ``hi[k]`` (int64 each)
+Packets = namedtuple("Packets", "lo hi")
+
+#: the model's scratch rows for ``predict_batch`` (float64 [2, width] and [2, 4, width])
+ModelScratch = namedtuple("ModelScratch", "h hb")
+
+
+def results(x: np.ndarray) -> TickResult:
+    """The totals a ``tick_batch`` call left in ``x``, by name."""
+    return TickResult(int(x[X_PACKETS]), int(x[X_ORDERS]), int(x[X_STOP]), int(x[X_PENDING]),
+                      int(x[X_PENDING_OFF]), int(x[X_SEQ]), int(x[X_MSG]), int(x[X_TS]))
+
 
 @njit(nogil=True)
-def tick_batch(n_pk, pk_lo, pk_hi,
-               buf, off, length, mseq, msess, mrx,
-               cols, stats, book_state, book_params, subs, stop_ts, fo, fk,
-               g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, ovk, ovl,
-               model_args, h, hb, pred,
-               ss, sg, pf, pi, intents, res, out,
-               sym, wall_ns, tsc0, ns_per_tick, date, sender, target, prefix, msg_ids, msg_of, ot, obuf, offs,
-               cnt, bad, fd, seq0, msg0, max_msgs, rec, x):
-    """Run ``n_pk`` packets (messages ``pk_lo[k]..pk_hi[k]`` of the batch arrays) through every
-    stage and the FIX encoder + ``write(fd)``. Records per packet in ``rec``; totals in ``x``."""
-    kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match, stock, aux, alpha = cols
+def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, risk, work, fix, session, rec, x):
+    """Run the packets ``k`` (messages ``packets.lo[k]..packets.hi[k]`` of ``frames``) through every stage
+    and the FIX encoder + ``write(session.fd)``. Bundles (``kernels/state.py``): ``frames``
+    Frames, ``ev`` Events (the decode table, reused per packet), ``book`` BookArrays, ``feat``
+    FeatureConf, ``model`` ModelArrays, ``strat`` StrategyArrays, ``risk`` RiskArrays, ``work``
+    Work (feature rows, predictions, intents, decisions, orders out), ``fix`` FixArrays,
+    ``session`` TickSession. Per-packet records go to ``rec`` (``T_*``, tsc ticks), totals to
+    ``x`` (``X_*``, read them with ``results``). Returns the packets done.
+
+    The step order (decode -> books + features -> feed status -> model -> strategy -> risk ->
+    FIX) is the run loop's; the GPU kernel runs the same stages in phases of its own (parallel
+    decode and book shards), so the two are not one body (``kernels/gpu.py: pipeline_kernel``)."""
+    buf, off, length, mseq, msess, mrx = frames
+    kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
     ref64 = ref.view(np.int64)
     nref64 = new_ref.view(np.int64)
     stock64 = stock.view(np.int64)
-    oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr = book_state
+    oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr = book
+    book_params, subs, stop_ts = feat
+    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
+    h, hb = scratch
+    ss, sg, pf, pi = strat
+    g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, ovk, ovl = risk
+    fo, fk, pred, intents, res, out = work
+    sym, date, sender, target, prefix, msg_ids, msg_of, ot, obuf, offs, cnt, bad = fix
+    fd, seq0, msg0, max_msgs, wall_ns, tsc0, ns_per_tick = session
+    pk_lo, pk_hi = packets
+    n_pk = pk_lo.shape[0]
     seqn = seq0
     msg = msg0
-    x[X_STOP] = 0
+    x[X_STOP] = STOP_DONE
     k = 0
     while k < n_pk:
         t0 = rdtsc()
@@ -80,54 +117,55 @@ def tick_batch(n_pk, pk_lo, pk_hi,
                          kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match,
                          stock, aux, alpha, stats)
         _, nf = apply_events(m, kind, side, locate, ts, seq, ref64, nref64, shares, price, stock64, aux, alpha,
-                                oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr, book_params, subs,
-                                stop_ts, fo, fk)
+                             oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr, book_params, subs,
+                             stop_ts, fo, fk)
         if ctr[B.C_ERROR] != 0:
-            x[X_STOP] = 1
+            x[X_STOP] = STOP_BOOK
             break
         feed_health(m, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, bsym)
         if m > 0:
             x[X_TS] = ts[m - 1]
         nw = 0
         if nf > 0:
-            predict_batch(fo, nf, *model_args, h, hb, pred)
+            predict_batch(fo, nf, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, hb,
+                          pred)
             ni = strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
             if ni > 0:
                 g[R.G_OUT_N] = 0
                 dn = check_intents(ni, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
                                    bsym)
                 if g[R.G_ERROR] != 0 or dn < ni:
-                    x[X_STOP] = 2
+                    x[X_STOP] = STOP_RISK
                     break
                 strategy_ack(ni, intents, res, ss, sg)
                 no = g[R.G_OUT_N]
                 if no > 0:
                     if msg + no > max_msgs:
-                        x[X_STOP] = 4
+                        x[X_STOP] = STOP_BRIDGE_FULL
                         break
                     now = wall_ns + np.int64((rdtsc() - tsc0) * ns_per_tick)
                     nw = encode_orders(no, out, sym, seqn, now, date, sender, target, prefix, msg, msg_ids, msg_of,
                                        ot, obuf, offs, cnt, bad)
                     nbytes = offs[no]
-                    w = 0
-                    while w < nbytes:
-                        r = _write(fd, obuf[w:].ctypes.data, nbytes - w)
+                    wr = 0
+                    while wr < nbytes:
+                        r = _write(fd, obuf[wr:].ctypes.data, nbytes - wr)
                         if r <= 0:
                             break
-                        w += r
+                        wr += r
                     seqn += nw
                     msg += nw
-                    if w < nbytes:  # the packet is done; Python writes the rest, then calls again
-                        x[X_PENDING] = nbytes - w
-                        x[X_PENDING_OFF] = w
-                        x[X_STOP] = 3
+                    if wr < nbytes:  # the packet is done; Python writes the rest, then calls again
+                        x[X_PENDING] = nbytes - wr
+                        x[X_PENDING_OFF] = wr
+                        x[X_STOP] = STOP_WRITE
         rec[k, T_START] = t0
         rec[k, T_END] = rdtsc()
         rec[k, T_ORDERS] = nw
         rec[k, T_MSGS] = z - a
         x[X_ORDERS] += nw
         k += 1
-        if x[X_STOP] != 0:
+        if x[X_STOP] != STOP_DONE:
             break
     x[X_PACKETS] = k
     x[X_SEQ] = seqn
@@ -173,6 +211,9 @@ class TickPath:
         self.pred = np.zeros(max(cap, 1), np.float64)
         self.res = np.zeros((max(cap, 1), ND), np.int64)
         self.intents = np.zeros((max(cap, 1), NI), np.int64)
+        self._model = model.impl.kernel_args()
+        self._scratch = ModelScratch(model.impl.h, model.impl.hb)
+        self._work = Work(books.fo, books.fk, self.pred, self.intents, self.res, risk.out)
         rs = risk.state
         prefault(bridge.ot, bridge.msg_ids, bridge.msg_of, bridge.out, risk.out, risk.res, rs.ro, rs.oh, rs.ofree,
                  rs.ps, rs.ls, rs.hs, self.pred, self.res, self.intents, strategy.ss, strategy.out)
@@ -180,56 +221,46 @@ class TickPath:
     @property
     def last_ts(self) -> int:
         """Feed time of the last event processed (ns since midnight; 0 before any)."""
-        return int(self.x[X_TS])
+        return results(self.x).ts
 
     def __call__(self, batch) -> np.ndarray:
         """Run every packet of ``batch``; returns the per-packet records (tsc ticks)."""
-        d, b, r, m, s, br = self.decode, self.books, self.risk, self.model, self.strategy, self.bridge
         lo, hi = packet_bounds(batch.rx, batch.n)
         out_recs = []
         p = 0
         while p < lo.shape[0]:
             n_pk = min(lo.shape[0] - p, self.rec.shape[0])
-            self._call(batch, lo[p:p + n_pk], hi[p:p + n_pk], n_pk)
-            done = int(self.x[X_PACKETS])
-            out_recs.append(self.rec[:done].copy())
-            p += done
-            stop = int(self.x[X_STOP])
-            if stop == 1:
-                raise RuntimeError(f"book capacity error {int(b.state.ctr[B.C_ERROR])} (book.max_orders / "
+            res = self._call(batch, Packets(lo[p:p + n_pk], hi[p:p + n_pk]))
+            out_recs.append(self.rec[:res.packets].copy())
+            p += res.packets
+            if res.stop == STOP_BOOK:
+                raise RuntimeError(f"book capacity error {int(self.books.state.ctr[B.C_ERROR])} (book.max_orders / "
                                    "book.max_levels): raise it in the config")
-            if stop == 2:
-                r._check_error("check")
+            if res.stop == STOP_RISK:
+                self.risk.raise_if_error("check")
                 raise RuntimeError("risk: the orders-out table filled on one packet")
-            if stop == 4:
-                raise RuntimeError(f"bridge.max_orders ({br.max_orders:,}) messages used up; raise it")
+            if res.stop == STOP_BRIDGE_FULL:
+                raise RuntimeError(f"bridge.max_orders ({self.bridge.max_orders:,}) messages used up; raise it")
         return np.concatenate(out_recs) if out_recs else np.zeros((0, NT), np.int64)
 
-    def _call(self, batch, lo, hi, n_pk) -> None:
-        d, b, r, m, s, br = self.decode, self.books, self.risk, self.model, self.strategy, self.bridge
-        rs = r.state
-        seq0 = br._seq_next or int(br.session.getExpectedSenderNum())
-        fd = br.fd if not self.defer_write else -1
+    def _call(self, batch, packets: Packets) -> TickResult:
+        d, b, br = self.decode, self.books, self.bridge
         if not br.logged_on or br.fd < 0:
             raise RuntimeError(f"the FIX session is down (logged on {br.logged_on}, socket {br.fd}): the "
                                "per-packet path needs a logged-on bridge")
-        last_ts = int(self.x[X_TS])
+        msg0 = br.n_msgs + 1
+        session = TickSession(fd=br.fd if not self.defer_write else -1, seq0=br.next_seq(), msg0=msg0,
+                              max_msgs=br.max_orders, wall_ns=time.time_ns(), tsc0=int(tsc()),
+                              ns_per_tick=1.0 / self.tpn)
+        last_ts = results(self.x).ts
         self.x[:] = 0
         self.x[X_TS] = last_ts
-        tick_batch(n_pk, lo, hi, batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx,
-                   tuple(d.table.columns()), d.stats, b.state.arrays(), b.params, b.subs, b.stop_ts, b.fo, b.fk,
-                   rs.g, r.lim, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, rs.rc, r.ovk, r.ovl,
-                   m.impl._args, m.impl.h, m.impl.hb, self.pred,
-                   s.ss, s.sg, s.pf, s.pi, self.intents, self.res, r.out,
-                   br.sym, time.time_ns(), int(tsc()), 1.0 / self.tpn, br.date, br.sender_b, br.target_b,
-                   br.prefix, br.msg_ids, br.msg_of, br.ot, br.out, br.offs, br.cnt, br.bad, fd, seq0,
-                   br.n_msgs + 1, br.max_orders, self.rec, self.x)
-        written = int(self.x[X_MSG]) - (br.n_msgs + 1)
-        if written:
-            br._seq_next = int(self.x[X_SEQ])
-            br.n_msgs += written
-            br.last_write_ns = time.perf_counter_ns()
-        if int(self.x[X_STOP]) == 3:
-            a = int(self.x[X_PENDING_OFF])
-            br._write(memoryview(br.out)[a:a + int(self.x[X_PENDING])])
-
+        tick_batch(packets, Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx),
+                   Events(*d.table.columns()), d.stats, b.state.arrays(), b.feature_conf(), self._model,
+                   self._scratch, self.strategy.arrays(), self.risk.arrays(), self._work, br.arrays(), session,
+                   self.rec, self.x)
+        res = results(self.x)
+        br.commit_sent(res.seq, res.msg - msg0)
+        if res.stop == STOP_WRITE:
+            br.write(memoryview(br.out)[res.pending_off:res.pending_off + res.pending])
+        return res

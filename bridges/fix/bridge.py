@@ -603,3 +603,29 @@ class FixBridge:
     def fill_table(self) -> np.ndarray:
         """Every fill received: int64 [n, 4] (message number, qty, price, feed ts)."""
         return np.vstack(self.fills) if self.fills else np.zeros((0, 4), np.int64)
+
+    # -- for compiled senders that encode and write themselves (pipeline/tick.py) -------------------
+    def arrays(self):
+        """The encoder's tables as a ``kernels.state.FixArrays`` bundle (``encode_orders``'s
+        arguments; the compiled sender passes ``seq0``, ``wall_ns`` and ``msg0`` itself)."""
+        from kernels.state import FixArrays
+
+        return FixArrays(self.sym, self.date, self.sender_b, self.target_b, self.prefix, self.msg_ids,
+                         self.msg_of, self.ot, self.out, self.offs, self.cnt, self.bad)
+
+    def next_seq(self) -> int:
+        """MsgSeqNum of the next message this bridge writes."""
+        return self._seq_next or int(self.session.getExpectedSenderNum())
+
+    def commit_sent(self, seq_next: int, n_msgs: int) -> None:
+        """Record ``n_msgs`` messages encoded into ``out``/``ot`` and written by someone else
+        (sequence numbers up to ``seq_next - 1`` used), as ``send`` does after its own write."""
+        if n_msgs:
+            self._seq_next = int(seq_next)
+            self.n_msgs += int(n_msgs)
+            self.last_write_ns = time.perf_counter_ns()
+
+    def write(self, data) -> None:
+        """Write bytes already encoded (a message tail a compiled sender could not finish) to the
+        session's socket, as ``send`` writes (a dropped connection is left to the session layer)."""
+        self._write(memoryview(data))
