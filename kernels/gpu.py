@@ -406,11 +406,16 @@ def _fail(ctl, code, batch):
 
 
 @cuda.jit(device=True)
-def _exec_pending(ctl, ering, out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym, risk_rows, oring):
+def _exec_pending(rings, risk, out, book, risk_rows):
     """Thread 0: apply the execution events the host published to the exec ring since the last
     call, in order, with risk's ``apply_exec`` (chunks of at most ``risk_rows`` events, as
     ``RiskStage.on_exec``; a chunk never wraps the ring), publishing risk's own orders (hedges,
     cancels) to the orders ring. Returns 0 or an ``ERR_*`` code."""
+    ctl, bq, iring, oring, ering = rings
+    g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl = risk
+    bk = book.bk
+    li = book.li
+    sym = book.sym
     cuda.threadfence_system()
     head = ctl[_R.CTL_EX_HEAD]
     tail = ctl[_R.CTL_EX_TAIL]
@@ -435,12 +440,25 @@ def _exec_pending(ctl, ering, out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, r
 
 
 @cuda.jit(device=True)
-def _books_shard(p, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, shares, price, stock_i, aux, alpha,
-                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, sctr, shard_dims, bp, subs, stop_ts,
-                 fo_s, fk_s, frow):
+def _decode_one(i, j, frames, ev):
+    """Decode message ``j`` of the descriptor ring into row ``i`` of the event table."""
+    buf, mo, ml, mseq, msess, mrx = frames
+    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
+    return _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking, sess, mpid,
+                           ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
+
+
+@cuda.jit(device=True)
+def _books_shard(p, n, ev, evi, book, feat, shards):
     """Shard ``p`` applies its symbols' events of the batch in order, one ``apply_events`` call
-    per event, writing event ``i``'s feature row (if any) to row ``i`` of ``fo_s``/``fk_s``."""
-    shards = shard_dims[0]
+    per event, writing event ``i``'s feature row (if any) to row ``i`` of ``shards.fo_s`` /
+    ``shards.fk_s``."""
+    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
+    ref_i, new_ref_i, stock_i = evi
+    oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
+    bp, subs, stop_ts = feat
+    status, frow, fo_s, fk_s, sctr, shard_dims = shards
+    nsh = shard_dims[0]
     so = shard_dims[1]
     ho = shard_dims[2]
     sl = shard_dims[3]
@@ -455,7 +473,7 @@ def _books_shard(p, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, sh
     plk = lk[p * hl:(p + 1) * hl]
     plv = lv[p * hl:(p + 1) * hl]
     for i in range(n):
-        if status[i] == _itch.OK and _R.shard_of(_i64(locate[i]), shards) == p:
+        if status[i] == _itch.OK and _R.shard_of(_i64(locate[i]), nsh) == p:
             done, nf = _apply_events(1, kind[i:], side[i:], locate[i:], ts[i:], seq[i:], ref_i[i:], new_ref_i[i:],
                                      shares[i:], price[i:], stock_i[i:], aux[i:], alpha[i:], oi, oj, pofree, pok,
                                      pov, li, lj, plfree, plk, plv, bk, sym, fs, pc, bp, subs, stop_ts, fo_s[i:],
@@ -467,16 +485,18 @@ def _books_shard(p, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, sh
 
 
 @cuda.jit(device=True)
-def _books_reduce(n, shard_dims, sctr, ctr, frow):
+def _books_reduce(n, shards, ctr):
     """Thread 0: the shards' counters summed into ``ctr`` (the largest book's level count: the
     maximum); feature rows numbered in event order (``frow[i]`` = row + 1, 0 for none).
     Returns ``(feature rows, book error code, event of the error)``."""
-    shards = shard_dims[0]
+    frow = shards.frow
+    sctr = shards.sctr
+    nsh = shards.dims[0]
     err = 0
     at = n
     for c in range(_N_CTR):
         acc = 0
-        for p in range(shards):
+        for p in range(nsh):
             v = sctr[p, c]
             if c == _B.C_MAX_LEVELS_SEEN:
                 if v > acc:
@@ -484,7 +504,7 @@ def _books_reduce(n, shard_dims, sctr, ctr, frow):
             else:
                 acc += v
         ctr[c] = acc
-    for p in range(shards):
+    for p in range(nsh):
         e = sctr[p, _B.C_ERROR]
         if e != 0 and sctr[p, _B.C_ERROR_EVENT] < at:
             err = e
@@ -500,12 +520,49 @@ def _books_reduce(n, shard_dims, sctr, ctr, frow):
 
 
 @cuda.jit(device=True)
-def _risk_and_publish(t, n, nf, status, sess, seq, locate, ts, ctl, fo, fk, pred, ss, sg, pf, pi, intents,
-                      g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, bk, li, sym, res, out, risk_rows,
-                      iring, oring, jf, jk, jp):
+def _compact_row(i, shards, work):
+    """Event ``i``'s feature row (if any) from the shards' per-event rows to its place in event
+    order in ``work.fo`` / ``work.fk``."""
+    r = shards.frow[i]
+    if r != 0:
+        fo_s = shards.fo_s
+        fk_s = shards.fk_s
+        fo = work.fo
+        fk = work.fk
+        for c in range(_N_FEATURES):
+            fo[r - 1, c] = fo_s[i, c]
+        for c in range(_N_KEYS):
+            fk[r - 1, c] = fk_s[i, c]
+
+
+@cuda.jit(device=True)
+def _predict_one(r, work, model, h):
+    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
+    work.pred[r] = _predict_row(work.fo, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off,
+                                act, h)
+
+
+@cuda.jit(device=True)
+def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_rows, journal):
     """Thread 0, after the model: feed status, kill request, strategy, risk checks (in chunks
     of ``risk_rows`` intents, as ``RiskStage.check``), the strategy's acknowledgement, and the
-    output rings. Returns 0 or an ``ERR_*`` code."""
+    output rings. Returns 0 or an ``ERR_*`` code.
+
+    The same stages as ``pipeline/tick.py: tick_batch`` in the same order, but not one body with
+    it: here feed status skips undecoded rows of the uncompacted table, the model ran in the
+    parallel phase, and orders are published to the ring between risk chunks."""
+    sess = ev.sess
+    seq = ev.seq
+    locate = ev.locate
+    ts = ev.ts
+    ctl, bq, iring, oring, ering = rings
+    fo, fk, pred, intents, res, out = work
+    ss, sg, pf, pi = strat
+    g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl = risk
+    bk = book.bk
+    li = book.li
+    sym = book.sym
+    jf, jk, jp = journal
     for i in range(n):
         if status[i] == _itch.OK:
             _feed_health(1, sess[i:], seq[i:], locate[i:], ts[i:], g, lim, ls, ps, hs, ovk, ovl, sym)
@@ -557,22 +614,31 @@ def _risk_and_publish(t, n, nf, status, sess, seq, locate, ts, ctl, fo, fk, pred
 
 
 @cuda.jit
-def pipeline_kernel(wait, full,
-                    buf, mo, ml, mseq, msess, mrx, bq, ctl,
-                    status, kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price,
-                    match, stock, aux, alpha, ref_i, new_ref_i, stock_i, stats,
-                    oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, sctr, shard_dims, bp, subs,
-                    stop_ts, fo_s, fk_s, frow, fo, fk,
-                    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, pred,
-                    ss, sg, pf, pi, intents,
-                    g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, res, out, risk_rows,
-                    iring, oring, ering, jf, jk, jp):
-    """The whole pipeline on device-resident state, one block (``pipeline/gpu.py`` has the
-    argument layout). ``wait``: 1 persistent (poll the control block until stopped), 0 process
-    the published batches and return. ``full``: 0 stops after the books and features (the
-    decode + book throughput mode), 1 runs model, strategy and risk too. With ``full``, thread 0
-    applies the execution events pending in ``ering`` (``_exec_pending``) before it takes each
-    batch and on every poll, so they reach risk in order, between batches, as on the CPU."""
+def pipeline_kernel(wait, flags, frames, rings, ev, evi, stats, book, feat, shards, model, strat, risk, work,
+                    journal):
+    """The whole pipeline on device-resident state, one block. Bundles (``kernels/state.py``;
+    ``pipeline/gpu.py`` builds them): ``flags`` PipelineFlags, ``frames`` Frames (the mapped
+    byte and descriptor rings), ``rings`` Rings (control block, batch ring, output and exec
+    rings), ``ev`` Events (the batch's event table, row i = message i), ``evi`` EventViews,
+    ``stats`` the decode counters, ``book`` BookArrays (in shard slices), ``feat`` FeatureConf,
+    ``shards`` Shards, ``model`` ModelArrays, ``strat`` StrategyArrays, ``risk`` RiskArrays,
+    ``work`` Work (compacted feature rows, predictions, intents, decisions, orders out),
+    ``journal`` Journal.
+
+    ``wait``: 1 persistent (poll the control block until stopped), 0 process the published
+    batches and return. ``flags.full``: 0 stops after the books and features (the decode + book
+    throughput mode), 1 runs model, strategy and risk too. With ``full``, thread 0 applies the
+    execution events pending in the exec ring (``_exec_pending``) before it takes each batch and
+    on every poll, so they reach risk in order, between batches, as on the CPU."""
+    full, risk_rows = flags
+    ctl = rings.ctl
+    bq = rings.bq
+    mcap = frames.off.shape[0]
+    status = shards.status
+    frow = shards.frow
+    kind = ev.kind
+    out = work.out
+    ctr = book.ctr
     tid = cuda.threadIdx.x
     nthr = cuda.blockDim.x
     sh = cuda.shared.array(4, _i64)
@@ -590,8 +656,7 @@ def pipeline_kernel(wait, full,
                 if ctl[_R.CTL_ERROR] != 0:
                     break
                 if full != 0:
-                    ee = _exec_pending(ctl, ering, out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym,
-                                       risk_rows, oring)
+                    ee = _exec_pending(rings, risk, out, book, risk_rows)
                     if ee != 0:
                         _fail(ctl, ee, t)
                         break
@@ -612,12 +677,9 @@ def pipeline_kernel(wait, full,
             break
         m0 = sh[1]
         n = sh[2]
-        mcap = mo.shape[0]
         # --- decode: one thread per message, into row i of the batch's event table -------------
         for i in range(tid, n, nthr):
-            j = (m0 + i) % mcap
-            r = _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking,
-                                sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
+            r = _decode_one(i, (m0 + i) % mcap, frames, ev)
             status[i] = r
             frow[i] = 0
             if r == _itch.OK:
@@ -629,13 +691,11 @@ def pipeline_kernel(wait, full,
             cuda.atomic.add(stats, S.MESSAGES_IN, n)
         cuda.syncthreads()
         # --- books: one thread per shard ------------------------------------------------------
-        if tid < shard_dims[0]:
-            _books_shard(tid, n, status, kind, side, locate, ts, seq, ref_i, new_ref_i, shares, price, stock_i,
-                         aux, alpha, oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, sctr, shard_dims,
-                         bp, subs, stop_ts, fo_s, fk_s, frow)
+        if tid < shards.dims[0]:
+            _books_shard(tid, n, ev, evi, book, feat, shards)
         cuda.syncthreads()
         if tid == 0:
-            nf, err, at = _books_reduce(n, shard_dims, sctr, ctr, frow)
+            nf, err, at = _books_reduce(n, shards, ctr)
             sh[1] = nf
             if err != 0:
                 ctl[_R.CTL_BOOK_ERROR] = err
@@ -648,26 +708,18 @@ def pipeline_kernel(wait, full,
         nf = sh[1]
         # --- feature rows in event order, then the model: one thread per row --------------------
         for i in range(tid, n, nthr):
-            r = frow[i]
-            if r != 0:
-                for c in range(_N_FEATURES):
-                    fo[r - 1, c] = fo_s[i, c]
-                for c in range(_N_KEYS):
-                    fk[r - 1, c] = fk_s[i, c]
+            _compact_row(i, shards, work)
         cuda.syncthreads()
         if full != 0:
             for r in range(tid, nf, nthr):
-                pred[r] = _predict_row(fo, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b,
-                                       b_off, act, h)
+                _predict_one(r, work, model, h)
             cuda.syncthreads()
         # --- chains on thread 0: feed status, strategy, risk; publish ---------------------------
         if tid == 0:
             t = ctl[_R.CTL_TAIL]
             e = 0
             if full != 0:
-                e = _risk_and_publish(t, n, nf, status, sess, seq, locate, ts, ctl, fo, fk, pred, ss, sg, pf, pi,
-                                      intents, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl, bk, li,
-                                      sym, res, out, risk_rows, iring, oring, jf, jk, jp)
+                e = _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_rows, journal)
             if e != 0:
                 _fail(ctl, e, t)
                 sh[3] = 1

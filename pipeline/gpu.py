@@ -48,6 +48,8 @@ from kernels import intents as IN
 from kernels import ring as RG
 from kernels import stats as S
 from kernels.events import EVENT_COLUMNS, EventTable
+from kernels.state import (BookArrays, EventViews, Events, FeatureConf, Frames, Journal, ModelArrays,
+                           PipelineFlags, RiskArrays, Rings, Shards, StrategyArrays, Work)
 from pipeline.book import BookCapacityError, BookStage, BookState, _pow2_at_least
 from pipeline.risk import RiskCapacityError, RiskStage
 from pipeline.strategy import StrategyStage
@@ -76,9 +78,14 @@ def simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
-def _host(a):
-    """The host-side numpy view of a mapped array (the simulator's stand-in wraps a numpy array)."""
-    return a if isinstance(a, np.ndarray) else a._ary
+def _mapped(cuda, shape, dtype) -> np.ndarray:
+    """Mapped host memory: one array that the host and the device both read and write. On a GPU
+    ``cuda.mapped_array`` (a numpy array subclass the device addresses directly); under the
+    simulator, where a kernel is Python on the host, a plain numpy array that the simulated kernel
+    reads and writes in place (the simulator's own ``mapped_array`` is a device stand-in)."""
+    if simulated():
+        return np.zeros(shape, dtype)
+    return cuda.mapped_array(shape, dtype)
 
 
 class ShardedBook:
@@ -153,78 +160,73 @@ class GpuPipeline:
         self.stats = S.new_stats()  # decode counters (framing counts stay in the reader's)
         to = cuda.to_device
         n = self.B
-        # -- device-resident state ------------------------------------------------------------
+        # -- device-resident state, as the kernel's bundles (kernels/state.py) --------------------
         self.d_cols = {name: to(np.zeros((n, *shape), dt)) for name, dt, shape in EVENT_COLUMNS}
-        self.d_status = cuda.device_array(n, np.int64)
+        self.d_ev = Events(*(self.d_cols[name] for name, _, _ in EVENT_COLUMNS))
+        self.d_evi = EventViews(self.d_ev.ref.view(np.int64), self.d_ev.new_ref.view(np.int64),
+                                self.d_ev.stock.view(np.int64))
         self.d_stats = to(self.stats)
-        self.d_book = [to(a) for a in book.arrays()[:13]]  # oi .. fs
-        self.d_ctr = to(book.ctr)
-        self.d_sctr = to(self.sb.sctr)
-        self.d_dims = to(self.sb.dims)
-        self.d_bp, self.d_subs = to(bs.params), to(bs.subs)
+        self.d_book = BookArrays(*(to(a) for a in book.arrays()))
+        self.d_feat = FeatureConf(to(bs.params), to(bs.subs), self.stop_ts)
         from kernels import features as FT
 
-        self.d_fo_s = cuda.device_array((n, FT.N_FEATURES), np.float64)
-        self.d_fk_s = cuda.device_array((n, FT.N_KEYS), np.int64)
-        self.d_frow = cuda.device_array(n, np.int64)
-        self.d_fo = cuda.device_array((n, FT.N_FEATURES), np.float64)
-        self.d_fk = cuda.device_array((n, FT.N_KEYS), np.int64)
-        self.d_pred = cuda.device_array(n, np.float64)
+        self.d_shards = Shards(status=cuda.device_array(n, np.int64), frow=cuda.device_array(n, np.int64),
+                               fo_s=cuda.device_array((n, FT.N_FEATURES), np.float64),
+                               fk_s=cuda.device_array((n, FT.N_KEYS), np.int64), sctr=to(self.sb.sctr),
+                               dims=to(self.sb.dims))
         if model is not None:
-            mlp = model.mlp()
-            self.d_model = [to(model.in_col), to(model.in_rel), to(mlp.in_scale), to(mlp.in_shift), mlp.n_layers,
-                            to(mlp.dims), to(mlp.w), to(mlp.w_off), to(mlp.b), to(mlp.b_off), to(mlp.act)]
+            self.d_model = ModelArrays(*(to(a) if isinstance(a, np.ndarray) else a for a in model.arrays()))
         else:
             z = np.zeros(1, np.int64)
-            self.d_model = [to(z), to(z), to(np.ones(1)), to(np.zeros(1)), 0, to(np.ones(2, np.int64)),
-                            to(np.zeros(1)), to(z), to(np.zeros(1)), to(z), to(z)]
+            self.d_model = ModelArrays(to(z), to(z), to(np.ones(1)), to(np.zeros(1)), 0, to(np.ones(2, np.int64)),
+                                       to(np.zeros(1)), to(z), to(np.zeros(1)), to(z), to(z))
         if self.strategy is not None:
             s = self.strategy
-            self.d_strat = [to(s.ss), to(s.sg), to(s.pf), to(s.pi), to(s.out)]
+            self.d_strat = StrategyArrays(*(to(a) for a in s.arrays()))
+            d_intents = to(s.out)
         else:
-            self.d_strat = [to(np.zeros((rows, 12), np.int64)), to(np.zeros(16, np.int64)), to(np.zeros(4)),
-                            to(np.zeros(12, np.int64)), to(IN.new_intents(n))]
+            self.d_strat = StrategyArrays(to(np.zeros((rows, 12), np.int64)), to(np.zeros(16, np.int64)),
+                                          to(np.zeros(4)), to(np.zeros(12, np.int64)))
+            d_intents = to(IN.new_intents(n))
         if self.risk is not None:
-            r, rs = self.risk, self.risk.state
+            r = self.risk
             self.risk_rows = r.batch_rows
-            self.d_risk = [to(rs.g), to(r.lim), to(rs.ls), to(rs.ps), to(rs.hs), to(rs.ro), to(rs.oh), to(rs.ofree),
-                           to(rs.st), to(rs.rt), to(rs.rc), to(r.ovk), to(r.ovl)]
-            self.d_res = cuda.device_array((n, IN.ND), np.int64)
-            self.d_out = to(r.out)
+            self.d_risk = RiskArrays(*(to(a) for a in r.arrays()))
+            d_out = to(r.out)
             out_rows = r.out.shape[0]
         else:
             from kernels import risk as R
 
             self.risk_rows = 1
             z = np.zeros((1, 1), np.int64)
-            self.d_risk = [to(np.zeros(R.NG, np.int64)), to(np.zeros(R.NL, np.int64)), to(z), to(z), to(z), to(z),
-                           to(z), to(np.zeros(1, np.int32)), to(z), to(np.zeros((1, 1, 1), np.int64)),
-                           to(np.zeros(IN.N_REASONS, np.int64)), to(np.zeros(1, np.int64)), to(z)]
-            self.d_res = cuda.device_array((n, IN.ND), np.int64)
-            self.d_out = to(np.zeros((1, IN.NI), np.int64))
+            self.d_risk = RiskArrays(to(np.zeros(R.NG, np.int64)), to(np.zeros(R.NL, np.int64)), to(z), to(z), to(z),
+                                     to(z), to(z), to(np.zeros(1, np.int32)), to(z), to(np.zeros((1, 1, 1), np.int64)),
+                                     to(np.zeros(IN.N_REASONS, np.int64)), to(np.zeros(1, np.int64)), to(z))
+            d_out = to(np.zeros((1, IN.NI), np.int64))
             out_rows = 1
+        self.d_work = Work(fo=cuda.device_array((n, FT.N_FEATURES), np.float64),
+                           fk=cuda.device_array((n, FT.N_KEYS), np.int64), pred=cuda.device_array(n, np.float64),
+                           intents=d_intents, res=cuda.device_array((n, IN.ND), np.int64), out=d_out)
         jr = int(journal_rows)
-        self.d_jf = cuda.device_array((max(jr, 1), FT.N_FEATURES), np.float64)
-        self.d_jk = cuda.device_array((max(jr, 1), FT.N_KEYS), np.int64)
-        self.d_jp = cuda.device_array(jr, np.float64) if jr > 0 else cuda.device_array(0, np.float64)
+        self.d_journal = Journal(cuda.device_array((max(jr, 1), FT.N_FEATURES), np.float64),
+                                 cuda.device_array((max(jr, 1), FT.N_KEYS), np.int64),
+                                 cuda.device_array(max(jr, 0), np.float64))
         # -- mapped host memory: control block, frames in, orders and intents out ----------------
         self.ring_batches = int(ring_batches)
         mcap = self.ring_batches * n
-        self.ctl = cuda.mapped_array(RG.N_CTL, np.int64)
-        self.fbuf = cuda.mapped_array(int(frame_bytes), np.uint8)
-        self.mo = cuda.mapped_array(mcap, np.int64)
-        self.ml = cuda.mapped_array(mcap, np.int32)
-        self.mseq = cuda.mapped_array(mcap, np.uint64)
-        self.msess = cuda.mapped_array(mcap, np.uint16)
-        self.mrx = cuda.mapped_array(mcap, np.int64)
-        self.bq = cuda.mapped_array((self.ring_batches, 2), np.int64)
-        self.oring = cuda.mapped_array((int(orders_rows or max(out_rows, 4 * n)), IN.NI), np.int64)
-        self.iring = cuda.mapped_array((int(intents_rows or 4 * n), IN.NI + IN.ND), np.int64)
-        self.ering = cuda.mapped_array((max(int(exec_rows), 1), IN.NE), np.int64)  # execution events in
-        for a in (self.ctl, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.oring, self.iring,
-                  self.ering):
-            _host(a)[...] = 0
-        self.h_ctl = _host(self.ctl)
+
+        def mapped(shape, dtype):
+            a = _mapped(cuda, shape, dtype)
+            a[...] = 0
+            return a
+
+        self.frames = Frames(mapped(int(frame_bytes), np.uint8), mapped(mcap, np.int64), mapped(mcap, np.int32),
+                             mapped(mcap, np.uint64), mapped(mcap, np.uint16), mapped(mcap, np.int64))
+        self.rings = Rings(ctl=mapped(RG.N_CTL, np.int64), bq=mapped((self.ring_batches, 2), np.int64),
+                           iring=mapped((int(intents_rows or 4 * n), IN.NI + IN.ND), np.int64),
+                           oring=mapped((int(orders_rows or max(out_rows, 4 * n)), IN.NI), np.int64),
+                           ering=mapped((max(int(exec_rows), 1), IN.NE), np.int64))  # execution events in
+        self.h_ctl = self.rings.ctl
         self.stream = cuda.stream()
         self._bytes_w = 0                # frame-ring write position (monotone)
         self._bytes_r = 0                # ... and how far the device has released it
@@ -250,17 +252,11 @@ class GpuPipeline:
                    model=model, strategy_conf=cfg.strategy if full else None, risk_conf=cfg.risk if full else None,
                    max_sessions=int(cfg.feed.max_sessions), full=full, **opts)
 
-    # -- kernel arguments (the order of kernels.gpu.pipeline_kernel) --------------------------------
+    # -- kernel arguments (kernels.gpu.pipeline_kernel after ``wait``) --------------------------------
     def _kernel_args(self) -> tuple:
-        c = self.d_cols
-        cols = tuple(c[name] for name, _, _ in EVENT_COLUMNS)
-        views = (c["ref"].view(np.int64), c["new_ref"].view(np.int64), c["stock"].view(np.int64))
-        return (int(self.full), self.fbuf, self.mo, self.ml, self.mseq, self.msess, self.mrx, self.bq, self.ctl,
-                self.d_status, *cols, *views, self.d_stats,
-                *self.d_book, self.d_ctr, self.d_sctr, self.d_dims, self.d_bp, self.d_subs, self.stop_ts,
-                self.d_fo_s, self.d_fk_s, self.d_frow, self.d_fo, self.d_fk,
-                *self.d_model, self.d_pred, *self.d_strat, *self.d_risk, self.d_res, self.d_out,
-                int(self.risk_rows), self.iring, self.oring, self.ering, self.d_jf, self.d_jk, self.d_jp)
+        flags = PipelineFlags(full=int(self.full), risk_rows=int(self.risk_rows))
+        return (flags, self.frames, self.rings, self.d_ev, self.d_evi, self.d_stats, self.d_book, self.d_feat,
+                self.d_shards, self.d_model, self.d_strat, self.d_risk, self.d_work, self.d_journal)
 
     def _launch(self, wait: int) -> None:
         self.k.pipeline_kernel[1, self.threads, self.stream](wait, *self._args)
@@ -288,8 +284,9 @@ class GpuPipeline:
         ``batch`` messages); returns the device batches published."""
         h = self.h_ctl
         buf = batch.buf
-        cap = _host(self.fbuf).shape[0]
-        fb = _host(self.fbuf)
+        fr = self.frames
+        fb = fr.buf
+        cap = fb.shape[0]
         count = 0
         for lo in range(0, int(batch.n), self.B):
             hi = min(int(batch.n), lo + self.B)
@@ -309,12 +306,12 @@ class GpuPipeline:
             fb[p:p + size] = buf[a:z]
             m = hi - lo
             m0 = (b % self.ring_batches) * self.B
-            _host(self.mo)[m0:m0 + m] = off - a + p
-            _host(self.ml)[m0:m0 + m] = ln
-            _host(self.mseq)[m0:m0 + m] = batch.seq[lo:hi]
-            _host(self.msess)[m0:m0 + m] = batch.sess[lo:hi]
-            _host(self.mrx)[m0:m0 + m] = batch.rx[lo:hi]
-            bq = _host(self.bq)
+            fr.off[m0:m0 + m] = off - a + p
+            fr.length[m0:m0 + m] = ln
+            fr.seq[m0:m0 + m] = batch.seq[lo:hi]
+            fr.sess[m0:m0 + m] = batch.sess[lo:hi]
+            fr.rx[m0:m0 + m] = batch.rx[lo:hi]
+            bq = self.rings.bq
             bq[b % self.ring_batches, 0] = m0
             bq[b % self.ring_batches, 1] = m
             self._bytes_w = w + size
@@ -342,7 +339,7 @@ class GpuPipeline:
         if n <= 0:
             return np.zeros((0, IN.NI), np.int64)
         h = self.h_ctl
-        ring = _host(self.ering)
+        ring = self.rings.ering
         cap = ring.shape[0]
         orders = []
         lo = 0
@@ -414,6 +411,11 @@ class GpuPipeline:
             self._raise_if_failed()
 
     @property
+    def published(self) -> int:
+        """Device batches published so far (``submit``)."""
+        return self._n_batches
+
+    @property
     def done(self) -> int:
         """Device batches completed (the done counter)."""
         return int(self.h_ctl[RG.CTL_TAIL])
@@ -421,7 +423,7 @@ class GpuPipeline:
     # -- outputs ----------------------------------------------------------------------------------
     def _poll(self, ring, head_slot: int, tail_slot: int) -> np.ndarray:
         h = self.h_ctl
-        r = _host(ring)
+        r = ring
         head, tail = int(h[head_slot]), int(h[tail_slot])
         idx = np.arange(tail, head) % r.shape[0]
         rows = r[idx].copy()
@@ -430,23 +432,24 @@ class GpuPipeline:
 
     def poll_orders(self) -> np.ndarray:
         """Orders published since the last poll (int64 [m, NI]: what the FIX bridge sends)."""
-        return self._poll(self.oring, RG.CTL_ORD_HEAD, RG.CTL_ORD_TAIL)
+        return self._poll(self.rings.oring, RG.CTL_ORD_HEAD, RG.CTL_ORD_TAIL)
 
     def poll_intents(self) -> tuple[np.ndarray, np.ndarray]:
         """Intents published since the last poll and their risk decisions ([m, NI], [m, ND])."""
-        rows = self._poll(self.iring, RG.CTL_INT_HEAD, RG.CTL_INT_TAIL)
+        rows = self._poll(self.rings.iring, RG.CTL_INT_HEAD, RG.CTL_INT_TAIL)
         return rows[:, :IN.NI], rows[:, IN.NI:]
 
     def journal(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every feature row (values, keys) and prediction so far (``journal_rows > 0``)."""
         n = int(self.h_ctl[RG.CTL_JOURNAL])
-        return (self.d_jf.copy_to_host()[:n], self.d_jk.copy_to_host()[:n], self.d_jp.copy_to_host()[:n])
+        j = self.d_journal
+        return (j.jf.copy_to_host()[:n], j.jk.copy_to_host()[:n], j.jp.copy_to_host()[:n])
 
     def last_events(self) -> EventTable:
         """The event table of the last device batch, compacted to the decoded rows as the CPU
         ``DecodeStage`` writes it (a host copy, for tests and debugging)."""
         n = self._batch_sizes[-1] if self._batch_sizes else 0
-        ok = self.d_status.copy_to_host()[:n] == 0
+        ok = self.d_shards.status.copy_to_host()[:n] == 0
         t = EventTable(max(int(ok.sum()), 1))
         t.n = int(ok.sum())
         for name, _, _ in EVENT_COLUMNS:
@@ -456,7 +459,7 @@ class GpuPipeline:
     def sync_symbols(self) -> None:
         """Copy the device's symbol table into ``book.sym`` in place (the FIX bridge names
         orders from it; the stock directory messages fill it on the device)."""
-        self.d_book[11].copy_to_host(self.book.sym)
+        self.d_book.sym.copy_to_host(self.book.sym)
 
     def fetch(self) -> None:
         """Copy the device state back into the host objects (``book``, ``risk.state``,
@@ -464,20 +467,17 @@ class GpuPipeline:
         pending in the exec ring are applied first (batched mode: one launch)."""
         if self.risk is not None and self.exec_pending and not self._launched:
             self.launch()
-        for host, dev in zip(self.book.arrays()[:13], self.d_book):
+        for host, dev in zip(self.book.arrays(), self.d_book):
             dev.copy_to_host(host)
-        self.d_ctr.copy_to_host(self.book.ctr)
-        self.d_sctr.copy_to_host(self.sb.sctr)
+        self.d_shards.sctr.copy_to_host(self.sb.sctr)
         self.d_stats.copy_to_host(self.stats)
         if self.strategy is not None:
-            self.d_strat[0].copy_to_host(self.strategy.ss)
-            self.d_strat[1].copy_to_host(self.strategy.sg)
+            self.d_strat.ss.copy_to_host(self.strategy.ss)
+            self.d_strat.sg.copy_to_host(self.strategy.sg)
         if self.risk is not None:
-            rs = self.risk.state
-            for host, dev in zip((rs.g, None, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, rs.rc),
-                                 self.d_risk):
-                if host is not None:
-                    dev.copy_to_host(host)
+            host, dev = self.risk.arrays(), self.d_risk
+            for name in ("g", "ls", "ps", "hs", "ro", "oh", "ofree", "st", "rt", "rc"):  # the state, not limits
+                getattr(dev, name).copy_to_host(getattr(host, name))
 
     # -- errors -----------------------------------------------------------------------------------
     def _raise_if_failed(self) -> None:
@@ -496,7 +496,7 @@ class GpuPipeline:
                    B.ERR_FEATURES_FULL: "feature rows per batch"}.get(code, f"error {code}")
             raise BookCapacityError(f"{key} exceeded at event seq {seq} (ts {ts}); raise it in the config")
         if err == RG.ERR_RISK_OUT:
-            raise RiskCapacityError(f"risk: the orders-out table ({self.d_out.shape[0]:,} rows) filled in device "
+            raise RiskCapacityError(f"risk: the orders-out table ({self.d_work.out.shape[0]:,} rows) filled in device "
                                     f"batch {at}; raise risk.batch_rows or risk.max_open_orders")
         if err == RG.ERR_RING_FULL:
             raise GpuPipelineError(f"an output ring filled in device batch {at} with the stop flag set and nobody "

@@ -30,7 +30,9 @@ from pipeline.book import BookStage, BookState
 def sig_of(args):
     out = []
     for a in args:
-        if isinstance(a, np.ndarray):
+        if isinstance(a, tuple):  # a bundle (kernels/state.py): typed as a launch types it
+            out.append(typeof(a))
+        elif isinstance(a, np.ndarray):
             out.append(types.Array(typeof(a).dtype, a.ndim, "C"))
         elif isinstance(a, np.generic):
             out.append(typeof(a))
