@@ -8,6 +8,8 @@ stages its inputs on the device, launches, and copies results back. That is the 
 dual-target edge; the persistent, device-resident pipeline of the `cuda` backend builds on the
 same device functions. Decode runs one thread per message; the framing walks are sequential by
 nature (a file is a chain of lengths) and run as a single thread, for correctness checks.
+The kernels themselves take their state as named bundles (``kernels/state.py``), unpacked at
+the top; results are copied back by argument name.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from kernels import framing as _framing
 from kernels import itch as _itch
 from kernels import stats as S
+from kernels.state import BookArrays, BookEvents, BookRefs, Events, FeatureConf, Frames, ModelArrays, RiskTables
 
 _decode_message = cuda.jit(device=True)(_itch.decode_message)
 _index_pcap = cuda.jit(device=True)(_framing.index_pcap)
@@ -34,15 +37,20 @@ _split_mold = cuda.jit(device=True)(_framing.split_mold)
 THREADS = 128
 
 
+@cuda.jit(device=True)
+def _decode_one(i, j, frames, ev):
+    """Decode message ``j`` of ``frames`` (a ``Frames`` bundle) into row ``i`` of ``ev`` (``Events``)."""
+    buf, mo, ml, mseq, msess, mrx = frames
+    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
+    return _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking, sess, mpid,
+                           ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
+
+
 @cuda.jit
-def _decode_kernel(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, status,
-                   kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
-                   price, match, stock, aux, alpha):
+def _decode_kernel(frames, n, status, ev):
     i = cuda.grid(1)
     if i < n:
-        status[i] = _decode_message(buf, msg_off[i], msg_len[i], msg_seq[i], msg_sess[i], msg_rx[i],
-                                    i, kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref,
-                                    new_ref, shares, price, match, stock, aux, alpha)
+        status[i] = _decode_one(i, i, frames, ev)
 
 
 @cuda.jit
@@ -88,43 +96,71 @@ def _split_mold_kernel(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, ses
         out[1] = nxt
 
 
-def _run_single(kernel, args: tuple, outputs: tuple[int, ...]) -> np.ndarray:
-    """Launch a one-thread kernel on host arrays; copy back the arrays at ``outputs``."""
-    dev = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+def _stage(x):
+    """A host array, or a bundle of them, staged on the device; scalars as they are."""
+    if isinstance(x, np.ndarray):
+        return cuda.to_device(x)
+    if isinstance(x, tuple):
+        return type(x)(*(_stage(v) for v in x))
+    return x
+
+
+def _copy_back(dev, host) -> None:
+    """Every array of ``dev`` (a device array or a bundle of them) back into ``host``."""
+    if isinstance(host, np.ndarray):
+        dev.copy_to_host(host)
+    elif isinstance(host, tuple):
+        for d, h in zip(dev, host):
+            _copy_back(d, h)
+
+
+def _run_single(kernel, args: dict, changed: tuple[str, ...]) -> np.ndarray:
+    """Launch a one-thread kernel on host arrays and bundles (``args``: name -> value, in the
+    kernel's argument order, before its ``out``); copy back the arguments named in ``changed``.
+    Returns ``out`` (int64 [3]: what the body returned)."""
+    dev = {name: _stage(v) for name, v in args.items()}
     out = cuda.device_array(3, dtype=np.int64)
-    kernel[1, 1](*dev, out)
-    for k in outputs:
-        dev[k].copy_to_host(args[k])
+    kernel[1, 1](*dev.values(), out)
+    for name in changed:
+        _copy_back(dev[name], args[name])
     return out.copy_to_host()
+
+
+_PAYLOADS = ("pay_off", "pay_len", "pay_rx", "stats")
+_MESSAGES = ("msg_off", "msg_len", "msg_seq", "msg_sess", "msg_rx", "stats")
 
 
 def index_pcap(buf, pos, end, little, ts_ns_per_unit, linktype, filt_ip, filt_port, n_filt,
                pay_off, pay_len, pay_rx, stats):
-    args = (buf, pos, end, little, ts_ns_per_unit, linktype, filt_ip, filt_port, n_filt,
-            pay_off, pay_len, pay_rx, stats)
-    r = _run_single(_index_pcap_kernel, args, (9, 10, 11, 12))
+    args = dict(buf=buf, pos=pos, end=end, little=little, ts_ns_per_unit=ts_ns_per_unit, linktype=linktype,
+                filt_ip=filt_ip, filt_port=filt_port, n_filt=n_filt, pay_off=pay_off, pay_len=pay_len, pay_rx=pay_rx,
+                stats=stats)
+    r = _run_single(_index_pcap_kernel, args, _PAYLOADS)
     return int(r[0]), int(r[1]), int(r[2])
 
 
 def index_pcapng(buf, pos, end, state, if_link, if_res_kind, if_res_val, filt_ip, filt_port, n_filt,
                  pay_off, pay_len, pay_rx, stats):
-    args = (buf, pos, end, state, if_link, if_res_kind, if_res_val, filt_ip, filt_port, n_filt,
-            pay_off, pay_len, pay_rx, stats)
-    r = _run_single(_index_pcapng_kernel, args, (3, 4, 5, 6, 10, 11, 12, 13))
+    args = dict(buf=buf, pos=pos, end=end, state=state, if_link=if_link, if_res_kind=if_res_kind,
+                if_res_val=if_res_val, filt_ip=filt_ip, filt_port=filt_port, n_filt=n_filt, pay_off=pay_off,
+                pay_len=pay_len, pay_rx=pay_rx, stats=stats)
+    r = _run_single(_index_pcapng_kernel, args, ("state", "if_link", "if_res_kind", "if_res_val") + _PAYLOADS)
     return int(r[0]), int(r[1]), int(r[2])
 
 
 def index_binaryfile(buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
-    args = (buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats)
-    r = _run_single(_index_binaryfile_kernel, args, (4, 5, 6, 7, 8, 9))
+    args = dict(buf=buf, pos=pos, end=end, next_seq=next_seq, msg_off=msg_off, msg_len=msg_len, msg_seq=msg_seq,
+                msg_sess=msg_sess, msg_rx=msg_rx, stats=stats)
+    r = _run_single(_index_binaryfile_kernel, args, _MESSAGES)
     return int(r[0]), int(r[1]), int(r[2])
 
 
 def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
                msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
-    args = (buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
-            msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats)
-    r = _run_single(_split_mold_kernel, args, (6, 7, 8, 9, 10, 11, 12, 13, 14))
+    args = dict(buf=buf, pay_off=pay_off, pay_len=pay_len, pay_rx=pay_rx, first=first, n_pay=n_pay, sess_id=sess_id,
+                sess_next=sess_next, n_sess=n_sess, msg_off=msg_off, msg_len=msg_len, msg_seq=msg_seq,
+                msg_sess=msg_sess, msg_rx=msg_rx, stats=stats)
+    r = _run_single(_split_mold_kernel, args, ("sess_id", "sess_next", "n_sess") + _MESSAGES)
     return int(r[0]), int(r[1])
 
 
@@ -135,14 +171,14 @@ def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,
     (rows compacted from ``start_row``, outcomes counted in ``stats``)."""
     if n == 0:
         return start_row
-    cols = (kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price,
-            match, stock, aux, alpha)
-    d_in = [cuda.to_device(a[:n]) for a in (msg_off, msg_len, msg_seq, msg_sess, msg_rx)]
-    d_buf = cuda.to_device(buf)
-    d_cols = [cuda.to_device(np.zeros((n,) + c.shape[1:], dtype=c.dtype)) for c in cols]
+    cols = Events(kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price,
+                  match, stock, aux, alpha)
+    d_frames = Frames(cuda.to_device(buf), *(cuda.to_device(a[:n]) for a in (msg_off, msg_len, msg_seq, msg_sess,
+                                                                            msg_rx)))
+    d_cols = Events(*(cuda.to_device(np.zeros((n,) + c.shape[1:], dtype=c.dtype)) for c in cols))
     d_status = cuda.device_array(n, dtype=np.int64)
     blocks = (n + THREADS - 1) // THREADS
-    _decode_kernel[blocks, THREADS](d_buf, *d_in, n, d_status, *d_cols)
+    _decode_kernel[blocks, THREADS](d_frames, n, d_status, d_cols)
     status = d_status.copy_to_host()
     ok = status == _itch.OK
     row = start_row
@@ -167,12 +203,13 @@ _top_levels = cuda.jit(device=True)(_book.top_levels)
 
 
 @cuda.jit
-def _apply_events_kernel(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-                         oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk,
-                         out):
+def _apply_events_kernel(n, ev, book, feat, fo, fk, out):
     # Book updates are a chain: one thread applies the batch in order. The device-resident
     # pipeline partitions symbols across threads; this edge is the reference for it.
     if cuda.grid(1) == 0:
+        kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
+        oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
+        p, subs, stop_ts = feat
         i, nf = _apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
                               oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts,
                               fo, fk)
@@ -188,15 +225,15 @@ def _top_levels_kernel(book, depth, bk, li, lj, res, out):
 
 def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
                  oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk):
-    args = (n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-            oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk)
-    state = tuple(range(13, 27)) + (30, 31)
-    r = _run_single(_apply_events_kernel, args, state)
+    args = dict(n=n, ev=BookEvents(kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha),
+                book=BookArrays(oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr),
+                feat=FeatureConf(p, subs, stop_ts), fo=fo, fk=fk)
+    r = _run_single(_apply_events_kernel, args, ("book", "fo", "fk"))
     return int(r[0]), int(r[1])
 
 
 def top_levels(book, depth, bk, li, lj, out):
-    r = _run_single(_top_levels_kernel, (book, depth, bk, li, lj, out), (5,))
+    r = _run_single(_top_levels_kernel, dict(book=book, depth=depth, bk=bk, li=li, lj=lj, res=out), ("res",))
     return int(r[0])
 
 
@@ -211,9 +248,10 @@ _MAX_WIDTH = _model.MAX_WIDTH  # a module-level int: a compile-time constant for
 
 
 @cuda.jit
-def _predict_kernel(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, out):
+def _predict_kernel(f, n, model, out):
     r = cuda.grid(1)
     if r < n:
+        in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
         h = cuda.local.array((2, _MAX_WIDTH), _f64)
         out[r] = _predict_row(f, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h)
 
@@ -231,12 +269,11 @@ def predict_batch(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w
     own scratch); host arrays in and out, staged per call (the per-batch edge)."""
     if n == 0:
         return 0
-    d_model = [cuda.to_device(a) for a in (in_col, in_rel, in_scale, in_shift)]
-    d_layers = [cuda.to_device(a) for a in (dims, w, w_off, b, b_off, act)]
+    d_model = _stage(ModelArrays(in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act))
     d_f = cuda.to_device(f[:n])
     d_out = cuda.device_array(n, dtype=np.float64)
     blocks = (n + THREADS - 1) // THREADS
-    _predict_kernel[blocks, THREADS](d_f, n, *d_model, n_layers, *d_layers, d_out)
+    _predict_kernel[blocks, THREADS](d_f, n, d_model, d_out)
     d_out.copy_to_host(out[:n])
     return n
 
@@ -263,16 +300,18 @@ _kill_switch = cuda.jit(device=True)(_risk.kill_switch)
 
 
 @cuda.jit
-def _check_intents_kernel(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym,
-                          out):
+def _check_intents_kernel(n, intents, res, out_rows, risk, book, out):
     if cuda.grid(1) == 0:
-        out[0] = _check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
-                                sym)
+        g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc = risk
+        bk, li, sym = book
+        out[0] = _check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
 
 
 @cuda.jit
-def _apply_exec_kernel(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym, out):
+def _apply_exec_kernel(n, ev, out_rows, risk, book, out):
     if cuda.grid(1) == 0:
+        g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc = risk
+        bk, li, sym = book
         out[0] = _apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
 
 
@@ -294,34 +333,39 @@ def _kill_switch_kernel(reason, now, out_rows, g, ro, out):
         out[0] = _kill_switch(reason, now, out_rows, g, ro)
 
 
-# the risk arrays a call changes (copied back): decisions, orders out, g, ls, ps, hs, ro, oh, ofree, st, rt, rc
+# what a call changes is copied back: decisions, orders out, risk's state (the limits come back unchanged)
 def check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
-    args = (n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
-    r = _run_single(_check_intents_kernel, args, (2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14))
+    args = dict(n=n, intents=intents, res=res, out_rows=out_rows,
+                risk=RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc), book=BookRefs(bk, li, sym))
+    r = _run_single(_check_intents_kernel, args, ("res", "out_rows", "risk"))
     return int(r[0])
 
 
 def apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
-    args = (n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
-    r = _run_single(_apply_exec_kernel, args, (2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13))
+    args = dict(n=n, ev=ev, out_rows=out_rows, risk=RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc),
+                book=BookRefs(bk, li, sym))
+    r = _run_single(_apply_exec_kernel, args, ("out_rows", "risk"))
     return int(r[0])
 
 
 def feed_health(n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym):
     if n == 0:
         return 0
-    args = (n, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, sym)
-    r = _run_single(_feed_health_kernel, args, (5, 7, 8, 9))
+    args = dict(n=n, sess=sess, seq=seq, locate=locate, ts=ts, g=g, lim=lim, ls=ls, ps=ps, hs=hs, ovk=ovk, ovl=ovl,
+                sym=sym)
+    r = _run_single(_feed_health_kernel, args, ("g", "ls", "ps", "hs"))
     return int(r[0])
 
 
 def mark_to_market(now, out_rows, g, lim, ps, ro, bk, li, sym):
-    r = _run_single(_mark_to_market_kernel, (now, out_rows, g, lim, ps, ro, bk, li, sym), (1, 2, 4, 5))
+    args = dict(now=now, out_rows=out_rows, g=g, lim=lim, ps=ps, ro=ro, bk=bk, li=li, sym=sym)
+    r = _run_single(_mark_to_market_kernel, args, ("out_rows", "g", "ps", "ro"))
     return int(r[0])
 
 
 def kill_switch(reason, now, out_rows, g, ro):
-    r = _run_single(_kill_switch_kernel, (reason, now, out_rows, g, ro), (2, 3, 4))
+    r = _run_single(_kill_switch_kernel, dict(reason=reason, now=now, out_rows=out_rows, g=g, ro=ro),
+                    ("out_rows", "g", "ro"))
     return int(r[0])
 
 
@@ -347,14 +391,15 @@ def _strategy_ack_kernel(n, intents, decisions, ss, sg, out):
 def strategy_batch(n, pred, f, fk, ps, ss, sg, pf, pi, intents):
     if n == 0:
         return 0
-    r = _run_single(_strategy_batch_kernel, (n, pred, f, fk, ps, ss, sg, pf, pi, intents), (5, 6, 9))
+    args = dict(n=n, pred=pred, f=f, fk=fk, ps=ps, ss=ss, sg=sg, pf=pf, pi=pi, intents=intents)
+    r = _run_single(_strategy_batch_kernel, args, ("ss", "sg", "intents"))
     return int(r[0])
 
 
 def strategy_ack(n, intents, decisions, ss, sg):
     if n == 0:
         return 0
-    r = _run_single(_strategy_ack_kernel, (n, intents, decisions, ss, sg), (3, 4))
+    r = _run_single(_strategy_ack_kernel, dict(n=n, intents=intents, decisions=decisions, ss=ss, sg=sg), ("ss", "sg"))
     return int(r[0])
 
 
@@ -437,15 +482,6 @@ def _exec_pending(rings, risk, out, book, risk_rows):
         tail += m
         ctl[_R.CTL_EX_TAIL] = tail
     return 0
-
-
-@cuda.jit(device=True)
-def _decode_one(i, j, frames, ev):
-    """Decode message ``j`` of the descriptor ring into row ``i`` of the event table."""
-    buf, mo, ml, mseq, msess, mrx = frames
-    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
-    return _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking, sess, mpid,
-                           ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
 
 
 @cuda.jit(device=True)

@@ -29,6 +29,10 @@ Events = namedtuple("Events", COLUMN_NAMES)
 #: ``ref``, ``new_ref`` and ``stock`` of the event table viewed as int64 (what the book reads)
 EventViews = namedtuple("EventViews", "ref new_ref stock")
 
+#: the event columns the book reads, in ``apply_events`` order (``ref``, ``new_ref``, ``stock``
+#: viewed as int64)
+BookEvents = namedtuple("BookEvents", "kind side locate ts seq ref new_ref shares price stock aux alpha")
+
 #: ``pipeline.book.BookState``: orders, levels, their hashes and free stacks, books, symbols,
 #: feature state, counters (``kernels/book.py``)
 BookArrays = namedtuple("BookArrays", "oi oj ofree ok ov li lj lfree lk lv bk sym fs ctr")
@@ -46,6 +50,11 @@ StrategyArrays = namedtuple("StrategyArrays", "ss sg pf pi")
 #: risk's state and limits (``kernels/risk.py``), in ``check_intents`` order, then the per-symbol
 #: override table ``feed_health`` binds from
 RiskArrays = namedtuple("RiskArrays", "g lim ls ps hs ro oh ofree st rt rc ovk ovl")
+
+#: risk's state and limits alone, in ``check_intents`` / ``apply_exec`` order (``RiskArrays``
+#: without the override table), and the book tables risk reads
+RiskTables = namedtuple("RiskTables", "g lim ls ps hs ro oh ofree st rt rc")
+BookRefs = namedtuple("BookRefs", "bk li sym")
 
 #: one batch's outputs, stage after stage: feature rows (``fo`` float64 [n, N_FEATURES], ``fk``
 #: int64 [n, N_KEYS]), predictions (float64 [n]), intents [n, NI], risk decisions [n, ND] and

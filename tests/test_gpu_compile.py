@@ -24,6 +24,7 @@ from kernels import cpu, gpu
 from kernels import features as FT
 from kernels import stats as S
 from kernels.events import EventTable
+from kernels.state import BookEvents, BookRefs, Events, Frames, ModelArrays, RiskTables
 from pipeline.book import BookStage, BookState
 
 
@@ -81,22 +82,23 @@ def cases():
     book3 = (st.bk, st.li, st.sym)
     strat = StrategyStage(cpu, cfg.strategy, rows=st.sym.shape[0], capacity=4, positions=rs.ps)
     ev = np.zeros((4, 8), np.int64)
-    yield "_decode_kernel", (u8, z, np.zeros(4, np.int32), np.zeros(4, np.uint64), np.zeros(4, np.uint16), z, 4,
-                             np.zeros(4, np.int64), *t.columns())
+    yield "_decode_kernel", (Frames(u8, z, np.zeros(4, np.int32), np.zeros(4, np.uint64), np.zeros(4, np.uint16), z),
+                             4, np.zeros(4, np.int64), Events(*t.columns()))
     yield "_index_pcap_kernel", (u8, 0, 64, 1, 1000, 1, *filt, *pays, stats, res)
     yield "_index_pcapng_kernel", (u8, 0, 64, np.zeros(2, np.int64), z, z, z, *filt, *pays, stats, res)
     yield "_index_binaryfile_kernel", (u8, 0, 64, np.uint64(1), *msgs, stats, res)
     yield "_split_mold_kernel", (u8, *pays, 0, 4, np.zeros((4, 10), np.uint8), np.zeros(4, np.uint64),
                                  np.zeros(1, np.int64), *msgs, stats, res)
-    yield "_apply_events_kernel", (4, c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
-                                   c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64),
-                                   c["aux"], c["alpha"], *st.arrays(), bs.params, bs.subs, 10, bs.fo, bs.fk, res)
+    bev = BookEvents(c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
+                     c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"],
+                     c["alpha"])
+    yield "_apply_events_kernel", (4, bev, st.arrays(), bs.feature_conf(), bs.fo, bs.fk, res)
     yield "_top_levels_kernel", (0, 5, st.bk, st.li, st.lj, np.zeros((5, 3), np.int64), res)
-    yield "_predict_kernel", (f, 4, *margs, np.zeros(4))
+    yield "_predict_kernel", (f, 4, ModelArrays(*margs), np.zeros(4))
     yield "_prepare_inputs_kernel", (f, 4, model.in_col, model.in_rel, np.zeros((4, model.n_inputs), np.float32))
-    yield "_check_intents_kernel", (4, np.zeros((4, 12), np.int64), np.zeros((4, 3), np.int64), risk.out, *rstate,
-                                    *book3, res)
-    yield "_apply_exec_kernel", (4, ev, risk.out, *rstate, *book3, res)
+    yield "_check_intents_kernel", (4, np.zeros((4, 12), np.int64), np.zeros((4, 3), np.int64), risk.out,
+                                    RiskTables(*rstate), BookRefs(*book3), res)
+    yield "_apply_exec_kernel", (4, ev, risk.out, RiskTables(*rstate), BookRefs(*book3), res)
     yield "_feed_health_kernel", (4, c["sess"], c["seq"], c["locate"], c["ts"], rs.g, risk.lim, rs.ls, rs.ps, rs.hs,
                                   risk.ovk, risk.ovl, st.sym, res)
     yield "_mark_to_market_kernel", (5, risk.out, rs.g, risk.lim, rs.ps, rs.ro, *book3, res)
