@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from bridges.fix.bridge import FixError
-from pipeline.backends import BackendError
-from pipeline.config import ConfigError, register
-from replay.capture import CaptureError
-from pipeline.run import run
+from pipeline.config import register
+from pipeline.control import RC_CONFIG, RC_ERROR
+from pipeline.run import user_errors, run
 
 register()
 #: the Hydra config root, conf/ at the top of the repository (the package is installed editable)
@@ -25,10 +23,17 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run(cfg, out_dir=out_dir, log=print)
-    except (ConfigError, BackendError, CaptureError, FileNotFoundError, FixError, OmegaConfBaseException) as exc:
+        rep = run(cfg, out_dir=out_dir, log=print)
+    except user_errors() as exc:
         print(f"hftbot: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(RC_CONFIG)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the report is written; say where to find it
+        traceback.print_exc()
+        print(f"hftbot: error: {type(exc).__name__}: {exc} (report in {out_dir})", file=sys.stderr)
+        sys.exit(RC_ERROR)
+    sys.exit(int(rep["run"]["exit_code"]))
 
 
 def run_cli(argv: list[str]) -> None:

@@ -159,7 +159,8 @@ class StaleConf:
 
 @dataclass
 class KillConf:
-    file: str = ""                     # kill file polled between batches ("" = none)
+    file: str = ""                     # kill file ("" = none); relative to the repository root; watched every poll_ms
+    poll_ms: float = 5.0               # how often the kill file is looked for (a stat() call, off the hot thread)
     signal: bool = True                # SIGUSR1 engages the kill switch
     cancel_on_disconnect: bool = True  # cancel every working order when the FIX session drops
 
@@ -240,6 +241,7 @@ class BridgeConf:
     file_log: bool = False          # QuickFIX message log under the state dir
     session_date: str = ""          # YYYYMMDD of the feed (TransactTime); "" = the capture's first packet
     drain_timeout_s: float = 30.0   # end of replay: wait this long for the venue's last reports
+    cancel_timeout_s: float = 5.0   # on SIGINT / SIGTERM: wait this long for the cancels' acks
 
 
 @dataclass
@@ -258,6 +260,18 @@ class VenueConf:
 
 
 @dataclass
+class GpuConf:
+    """The GPU-resident pipeline (``backend=cuda`` replay in batches, pipeline/gpu.py)."""
+
+    ring_batches: int = 2              # batches the mapped rings hold (a launch takes what is published)
+    frame_bytes: int = 16 << 20        # mapped message-byte ring (at least 4 x feed.chunk_bytes is used)
+    shards: int = 1                    # book shards (one thread each in the book phase)
+    shard_capacity: float = 1.0        # each shard's share of book.max_orders / max_levels (x shards)
+    threads: int = 0                   # threads of the block; 0 = the pipeline's default
+    exec_rows: int = 4096              # execution events the mapped exec ring holds
+
+
+@dataclass
 class RunConf:
     backend: BackendConf = field(default_factory=BackendConf)
     feed: FeedConf = field(default_factory=FeedConf)
@@ -269,6 +283,7 @@ class RunConf:
     strategy: StrategyConf = field(default_factory=StrategyConf)
     bridge: BridgeConf = field(default_factory=BridgeConf)
     venue: VenueConf = field(default_factory=VenueConf)
+    gpu: GpuConf = field(default_factory=GpuConf)
 
 
 def register() -> None:
@@ -289,8 +304,39 @@ def _need(cond: bool, key: str, msg: str, value: Any) -> None:
         raise ConfigError(f"{key}: {msg} (got {value!r})")
 
 
+def _unknown_keys(node: Any, schema: Any, key: str) -> None:
+    """A key the schema does not know is an error naming it (Hydra's ``+key=value`` adds keys to a
+    structured config; a typo such as ``+risk.limits.max_ordr_qty=5`` would otherwise be ignored)."""
+    import dataclasses
+    import difflib
+
+    if not (dataclasses.is_dataclass(schema) and isinstance(node, DictConfig)):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for k in node.keys():
+        where = f"{key}.{k}" if key else str(k)
+        if k not in fields:
+            near = difflib.get_close_matches(str(k), list(fields), n=1)
+            hint = f"; did you mean {(key + '.') if key else ''}{near[0]}?" if near else ""
+            raise ConfigError(f"{where}: not a configuration key (known under {key or 'the root'}: "
+                              f"{', '.join(sorted(fields))}){hint}")
+        f = fields[k]
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            _unknown_keys(node._get_node(k), type(sub), where)
+        elif isinstance(sub, list) and k == "symbols" and schema is RiskConf:
+            for i, item in enumerate(node[k]):
+                _unknown_keys(item, SymbolLimitsConf, f"{where}[{i}]")
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Every key of a composed run config is in the schema (``RunConf``)."""
+    _unknown_keys(cfg, RunConf, "")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check values the schema's types cannot: ranges, choices, formats."""
+    check_keys(cfg)
     _need(cfg.backend.name in ("cpu", "cuda"), "backend.name", "must be 'cpu' or 'cuda'", cfg.backend.name)
     f = cfg.feed
     _need(f.source in ("sample", "capture", "live"), "feed.source", "must be 'sample', 'capture' or 'live'",
@@ -328,10 +374,23 @@ def validate(cfg: DictConfig) -> None:
     _need(ft.tau_rv_ns > 0, "features.tau_rv_ns", "must be > 0", ft.tau_rv_ns)
     _need(cfg.report.top_types >= 0, "report.top_types", "must be >= 0", cfg.report.top_types)
     validate_risk(cfg.risk)
+    if "gpu" in cfg:
+        validate_gpu(cfg.gpu)
     if "model" in cfg:
         validate_model_strategy(cfg)
     if "bridge" in cfg:
         validate_execution(cfg)
+
+
+def validate_gpu(gc: DictConfig) -> None:
+    """The ``gpu`` sub-tree (used by ``backend=cuda``; checked whatever the backend)."""
+    _need(1 <= gc.ring_batches <= 4096, "gpu.ring_batches", "must be in 1..4096", gc.ring_batches)
+    _need(1 << 16 <= gc.frame_bytes <= 1 << 32, "gpu.frame_bytes", "must be in 64 KiB..4 GiB", gc.frame_bytes)
+    _need(1 <= gc.shards <= 1024, "gpu.shards", "must be in 1..1024", gc.shards)
+    _need(0 < gc.shard_capacity <= 64, "gpu.shard_capacity", "must be in (0, 64]", gc.shard_capacity)
+    _need(gc.threads == 0 or 32 <= gc.threads <= 1024, "gpu.threads", "must be 0 (default) or in 32..1024",
+          gc.threads)
+    _need(16 <= gc.exec_rows <= 1 << 24, "gpu.exec_rows", "must be in 16..2**24", gc.exec_rows)
 
 
 def validate_live(f: DictConfig) -> None:
@@ -398,6 +457,7 @@ def validate_execution(cfg: DictConfig) -> None:
     _need(b.session_date == "" or (len(str(b.session_date)) == 8 and str(b.session_date).isdigit()),
           "bridge.session_date", "must be YYYYMMDD or empty", b.session_date)
     _need(b.drain_timeout_s > 0, "bridge.drain_timeout_s", "must be > 0", b.drain_timeout_s)
+    _need(0 < b.cancel_timeout_s <= 600, "bridge.cancel_timeout_s", "must be in (0, 600]", b.cancel_timeout_s)
     v = cfg.venue
     _need(0 <= v.port <= 65535, "venue.port", "must be in 0..65535", v.port)
     _need(v.entry_latency_ns >= 0, "venue.entry_latency_ns", "must be >= 0", v.entry_latency_ns)
@@ -457,6 +517,7 @@ def validate_risk(r: DictConfig, key: str = "risk") -> None:
     _need(1 <= r.max_strategies <= 4096, f"{key}.max_strategies", "must be in 1..4096", r.max_strategies)
     _need(1 <= r.batch_rows <= 1 << 20, f"{key}.batch_rows", "must be in 1..2**20", r.batch_rows)
     _need(r.reference in ("mid", "last"), f"{key}.reference", "must be 'mid' or 'last'", r.reference)
+    _need(0.1 <= r.kill.poll_ms <= 1000, f"{key}.kill.poll_ms", "must be in 0.1..1000 ms", r.kill.poll_ms)
     _need(r.duplicate_window_ns >= 0, f"{key}.duplicate_window_ns", "must be >= 0 (0 = off)",
           r.duplicate_window_ns)
     lm = r.limits

@@ -73,9 +73,12 @@ class Execution:
         self.exec_events = 0
         self.hedges = 0
         self._t_end_drain = 0.0
+        self._market_clock = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the venue (when local), log on, and keep the session alive from a thread while
+        the run loop is busy (``FixBridge.start_keepalive``)."""
         b, v = self.b, self.v
         port = int(b.port)
         if v.enabled:
@@ -112,10 +115,12 @@ class Execution:
         except FixError:
             self.stop()
             raise
+        self.bridge.start_keepalive()
         self.log(f"fix        logged on {b.sender_comp_id} -> {b.target_comp_id} at {b.host}:{port} "
                  f"(ClOrdID prefix {self.bridge.prefix_str}, session date {self.date})")
 
     def stop(self) -> None:
+        """Log out, stop the venue (when local) and the clock. Safe to call more than once."""
         try:
             if self.bridge is not None:
                 self.bridge.stop()
@@ -124,6 +129,29 @@ class Execution:
                 self.venue.stop()
             if self.clock is not None:
                 self.clock.close()
+                self.clock = None
+
+    def force_stop(self) -> None:
+        """The second Ctrl-C: no logout, no waiting; the venue process group is killed."""
+        if self.venue is not None:
+            self.venue.kill()
+
+    def wait_cancels(self, open_orders, timeout_s: float) -> bool:
+        """After ``cancel_all``: take reports until ``open_orders()`` is 0 or ``timeout_s`` passed.
+        The venue may only answer once its market clock moves, so the clock is released
+        (``SimClock.finish``) first. True if every order is closed."""
+        if self.bridge is None:
+            return open_orders() == 0
+        if self.clock is not None:
+            # the cancels are the last messages: the venue processes them, then drains
+            self.clock.publish(self._market_clock, self.bridge.n_msgs)
+            self.clock.finish()
+        t_end = time.monotonic() + float(timeout_s)
+        while open_orders() > 0 and time.monotonic() < t_end:
+            self.pump(0.01)
+            if self.venue is not None and not self.venue.alive():
+                break
+        return open_orders() == 0
 
     # -- per batch ----------------------------------------------------------------------------------
     def send(self, orders: np.ndarray, t_arrival_ns: int | None = None) -> int:
@@ -135,9 +163,11 @@ class Execution:
         k = self.bridge.send(orders)
         if k:
             t1 = self.bridge.last_write_ns
-            self.lat.record("fix_send_per_order", (t1 - t0) // k, k, "encode + write, per order")
+            self.lat.record("fix_send_batch_avg_per_order", (t1 - t0) // k, 1,
+                            "encode + write() of one send: time / orders, one value per send")
             if t_arrival_ns is not None:
-                self.lat.record("tick_to_trade", t1 - t_arrival_ns, k, "batch in buffer -> FIX bytes written")
+                self.lat.record("batch_to_trade", t1 - t_arrival_ns, 1,
+                                "batch start -> its orders' FIX bytes written, one value per send")
         self.risk_orders_sent += k
         return k
 
@@ -156,6 +186,7 @@ class Execution:
         return n
 
     def publish(self, market_clock_ns: int) -> None:
+        self._market_clock = int(market_clock_ns)
         if self.clock is not None and self.bridge is not None:
             self.clock.publish(int(market_clock_ns), self.bridge.n_msgs)
 

@@ -57,8 +57,9 @@ def fmt_ns(ns: float) -> str:
 def format_latencies(lat: dict[str, dict[str, Any]]) -> list[str]:
     if not lat:
         return []
-    lines = ["latency (HdrHistogram)       count        p50        p99      p99.9        max   what"]
+    w = max(22, *(len(n) for n in lat))
+    lines = [f"latency (HdrHistogram){' ' * (w - 15)}count        p50        p99      p99.9        max   what"]
     for name, s in lat.items():
-        lines.append(f"  {name:<22} {s['count']:>9,} {fmt_ns(s['p50_ns']):>10} {fmt_ns(s['p99_ns']):>10} "
+        lines.append(f"  {name:<{w}} {s['count']:>9,} {fmt_ns(s['p50_ns']):>10} {fmt_ns(s['p99_ns']):>10} "
                      f"{fmt_ns(s['p99_9_ns']):>10} {fmt_ns(s['max_ns']):>10}   {s['what']}")
     return lines

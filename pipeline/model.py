@@ -487,6 +487,11 @@ class ModelStage:
     def name(self) -> str:
         return self.impl.name
 
+    def warm(self, fo: np.ndarray) -> None:
+        """Compile (or load, or build the session of) the backend on zero rows, before the run
+        connects anything."""
+        self.impl(fo, 0, self.out)
+
     def __call__(self, features) -> PredictionBatch:
         n = int(features.n)
         if n > len(self.out):

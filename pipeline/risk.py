@@ -270,7 +270,38 @@ class RiskStage:
         self._check_error("mark to market")
         return self._orders()
 
+    def warm(self) -> None:
+        """Compile (or load from numba's cache) every risk kernel on empty inputs, before anything
+        connects: the first order, the first fill or the kill switch must never wait for the
+        compiler. Nothing in the state changes (the kill switch and mark-to-market run on scratch
+        copies)."""
+        s = self.state
+        none_i = np.zeros((0, IN.NI), np.int64)
+        none_e = np.zeros((0, IN.NE), np.int64)
+        self.k.check_intents(0, none_i, self.res, self.out, *self._state(), *self._book())
+        self.k.apply_exec(0, none_e, self.out, *self._state(), *self._book())
+        z = np.zeros(0, np.int64)
+        self.k.feed_health(0, z.astype(np.uint16), z.astype(np.uint64), z.astype(np.uint16), z, s.g.copy(), self.lim,
+                           s.ls, s.ps, s.hs, self.ovk, self.ovl, self.book.sym)
+        g, ps, ro = s.g.copy(), np.zeros((1, R.NPS), np.int64), np.zeros((1, R.NRO), np.int64)
+        self.k.mark_to_market(0, self.out.copy(), g, self.lim, ps, ro, *self._book())
+        self.k.kill_switch(int(R.KILL_MANUAL), 0, self.out.copy(), s.g.copy(), ro)
+
     # -- kill switch --------------------------------------------------------------------------------
+    def request_kill(self, reason: int) -> None:
+        """Engage the kill switch from any thread or a signal handler: one write to the state the
+        compiled check reads before every intent (new orders stop at once, also in the middle of
+        a batch). The cancels for working orders go out at the next ``poll()``."""
+        if self.state.g[R.G_KILL] == 0:
+            self.state.g[R.G_KILL] = int(reason)
+
+    def cancel_all(self, now: int | None = None) -> np.ndarray:
+        """A clean stop: cancel every working order (the kill switch's cancels, reason manual,
+        unless it is already engaged). Returns the cancels to send."""
+        if self.state.g[R.G_KILL] != 0 and self.state.g[R.G_KILL_DONE] != 0:
+            return np.zeros((0, IN.NI), np.int64)
+        return self.kill(int(self.state.g[R.G_KILL]) or R.KILL_MANUAL, now)
+
     def _now(self, now: int | None) -> int:
         return int(self.state.hs[:, R.HS_LAST_TS].max()) if now is None else int(now)
 
@@ -416,40 +447,73 @@ class RiskStage:
 
 # --- hftbot kill ---------------------------------------------------------------------------------
 def add_kill_arguments(p) -> None:
-    p.add_argument("--file", help="the kill file to touch (default: risk.kill.file of the config)")
+    p.add_argument("--run", metavar="DIR", help="the run directory (runs/DATE/TIME) of the run to kill: its "
+                   "kill file and pid are read from DIR/control.json")
+    p.add_argument("--file", help="the kill file to touch (default: risk.kill.file of --config-name, resolved "
+                   "from the repository root as the run does)")
     p.add_argument("--pid", type=int, help="also send SIGUSR1 to this pipeline process")
-    p.add_argument("--config-name", default="replay",
-                   help="config whose risk.kill.file to use (default replay)")
+    p.add_argument("--config-name", default="replay", help="config whose risk.kill.file to use (default replay)")
 
 
 def cmd_kill(args) -> int:
-    """Stop a running pipeline: touch its kill file (polled between batches) and/or signal it."""
+    """Engage the kill switch of a running pipeline: touch its kill file (watched every
+    ``risk.kill.poll_ms`` by the run) and/or signal it (SIGUSR1). The file's path is absolute,
+    resolved the way the run resolves it, so this works from any directory."""
     import sys
     from pathlib import Path
 
-    path = args.file
-    if not path and args.pid is None:
+    from pipeline.control import read_control_file, resolve_kill_file
+
+    path: Path | None = resolve_kill_file(args.file) if args.file else None
+    pid = args.pid
+    if args.run:
+        try:
+            ctl = read_control_file(Path(args.run))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"hftbot kill: error: {exc}", file=sys.stderr)
+            return 2
+        path = path or (Path(ctl["kill_file"]) if ctl.get("kill_file") else None)
+        if pid is None and path is None:  # the run has no kill file: its signal, if it still runs
+            pid = ctl.get("pid")
+            if not _is_hftbot(pid):
+                print(f"hftbot kill: error: the run in {args.run} (pid {pid}) is not running", file=sys.stderr)
+                return 3
+    if path is None and pid is None:
         from hydra import compose, initialize_config_dir
+        from hydra.errors import HydraException
 
         from pipeline.config import register
 
         register()
         conf_dir = str(Path(__file__).resolve().parents[1] / "conf")
-        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            path = compose(config_name=args.config_name).risk.kill.file
-        if not path:
-            print("hftbot kill: error: risk.kill.file is empty in the config; give --file or --pid",
+        try:
+            with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+                path = resolve_kill_file(compose(config_name=args.config_name).risk.kill.file)
+        except HydraException as exc:
+            print(f"hftbot kill: error: --config-name {args.config_name}: {exc}".splitlines()[0], file=sys.stderr)
+            return 2
+        if path is None:
+            print("hftbot kill: error: risk.kill.file is empty in the config; give --file, --run or --pid",
                   file=sys.stderr)
             return 2
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).touch()
-        print(f"hftbot kill: touched {path}", file=sys.stderr)
-    if args.pid is not None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        print(f"hftbot kill: touched {path} (remove it before the next run: rm {path})", file=sys.stderr)
+    if pid is not None:
         try:
-            os.kill(args.pid, signal.SIGUSR1)
+            os.kill(int(pid), signal.SIGUSR1)
         except OSError as exc:
-            print(f"hftbot kill: error: cannot signal pid {args.pid}: {exc}", file=sys.stderr)
+            print(f"hftbot kill: error: cannot signal pid {pid}: {exc}", file=sys.stderr)
             return 3
-        print(f"hftbot kill: sent SIGUSR1 to {args.pid}", file=sys.stderr)
+        print(f"hftbot kill: sent SIGUSR1 to {pid}", file=sys.stderr)
     return 0
+
+
+def _is_hftbot(pid) -> bool:
+    """``pid`` is a live process running hftbot (a pid from a finished run may have been reused)."""
+    try:
+        cmd = open(f"/proc/{int(pid)}/cmdline", "rb").read().replace(b"\0", b" ")
+    except (OSError, TypeError, ValueError):
+        return False
+    return b"hftbot" in cmd or b"pipeline" in cmd

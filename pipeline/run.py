@@ -1,19 +1,24 @@
-"""The run loop: frame source -> decode -> books and features -> model -> strategy -> risk -> FIX
-bridge -> venue; execution reports -> risk; report.
+"""The run loop: a frame source, an engine (``pipeline/engine.py``) and an order gateway
+(``pipeline/execution.py``), with a lifecycle.
 
-Each batch: decode, books + features, feed status to risk, model, strategy, risk checks, the
-accepted orders out through the FIX bridge, then the execution reports that arrived back into
-risk (fills, acks, cancels; risk's hedges go out), then the simulation clock is published so the
-venue simulator may advance its market. Stage times and tick-to-trade go into HdrHistograms.
+In order: validate the config and refuse a leftover kill file; open the feed; build the engine;
+print the banner (config hash, kill file, run directory); **compile every kernel** (before
+anything connects: a FIX session must never wait for the compiler); start the venue and log on
+(a keepalive thread answers heartbeats whenever the loop is busy); replay, one ``engine.step``
+per batch, with the kill switch watched from a thread (``pipeline/control.py``); drain the
+venue; log out; stop every child; write the report (``replay/run_report.py``).
+
+SIGINT / SIGTERM stop the replay between batches: working orders are cancelled and their acks
+awaited (``bridge.cancel_timeout_s``), then the session logs out, the venue stops and the report
+is marked ``interrupted``. A second signal forces the exit. A failure at any stage still writes
+the report, with the stage and the error, and re-raises.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import time
-
-import numpy as np
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,239 +26,354 @@ from omegaconf import DictConfig
 
 from pipeline import backends
 from pipeline.config import config_hash, validate
-from pipeline.feed import open_reader, resolve_input
-from pipeline.book import BookStage, BookState
-from pipeline.stages import DecodeStage
-from replay.report import FeatureSummary, book_summary, feed_summary, format_summary
-from replay.report import IntentSummary, format_intents, format_risk
-from pipeline.risk import RiskStage
-from pipeline.strategy import model_and_strategy
+from pipeline.control import (KillFileError, RunControl, refuse_leftover, resolve_kill_file, write_control_file,
+                              RC_CONFIG, RC_ERROR, RC_KILLED)
+from pipeline.engine import KILL_CODES, make_engine
 from pipeline.execution import Execution, format_execution
-from pipeline.latency import Latencies, format_latencies
+from pipeline.feed import open_reader, resolve_input
+from pipeline.latency import format_latencies
+from replay.report import feed_summary, format_intents, format_risk, format_summary
+from replay.run_report import empty_risk_raw, risk_in_dollars, run_meta, skeleton, utc
+
+#: exceptions that are the user's to fix (exit status 2: config, input, environment)
+USER_ERRORS: tuple[type[BaseException], ...] = ()
 
 
-def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Replay the configured feed through the pipeline; return (and optionally save) the report."""
+def user_errors() -> tuple[type[BaseException], ...]:
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bridges.fix.bridge import FixError
+    from pipeline.backends import BackendError
+    from pipeline.config import ConfigError
+    from replay.capture import CaptureError
+
+    return (ConfigError, BackendError, CaptureError, FileNotFoundError, FixError, KillFileError,
+            OmegaConfBaseException)
+
+
+class Run:
+    """One run's state: what the report needs, whatever stage it ends in."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path | None, log: Callable[[str], None]):
+        self.cfg, self.out_dir, self.log = cfg, out_dir, log
+        self.rep = skeleton(run_meta(str(cfg.backend.name), config_hash(cfg), out_dir))
+        self.stage = "config"
+        self.t0 = time.perf_counter()
+        self.marks: dict[str, float] = {}
+        self.reader = None
+        self.engine = None
+        self.ex: Execution | None = None
+        self.ctl: RunControl | None = None
+        self.kill_file: Path | None = None
+        self.kill_logged = False
+        self.messages = 0
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+
+def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None] = print,
+        signals: bool = True) -> dict[str, Any]:
+    """Replay (or receive live) the configured feed through the pipeline; return the report
+    (also saved as ``out_dir/report.json``). ``rep['run']['status']`` is completed, killed,
+    interrupted or failed, and ``rep['run']['exit_code']`` the process's exit status. On a
+    failure the report is written and the exception re-raised. ``signals``: take SIGINT,
+    SIGTERM and SIGUSR1 (main thread only)."""
+    r = Run(cfg, out_dir, log)
+    error: BaseException | None = None
+    try:
+        _run(r, signals)
+    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised
+        error = exc
+        r.rep["error"] = {"stage": r.stage, "type": type(exc).__name__, "message": str(exc)}
+    finally:
+        _shutdown(r, error)
+    if error is not None:
+        raise error
+    return r.rep
+
+
+def _run(r: Run, signals: bool) -> None:
+    cfg, log = r.cfg, r.log
     validate(cfg)
+    r.kill_file = resolve_kill_file(cfg.risk.kill.file)
+    r.rep["kill_switch"]["kill_file"] = str(r.kill_file) if r.kill_file else None
+    refuse_leftover(r.kill_file)
     backend = backends.load(cfg.backend.name)
+
+    r.stage = "feed"
     live = cfg.feed.source == "live"
+    live_sync = None
     if live:
         from pipeline.live import open_live_source, sync_risk
 
-        reader = open_live_source(cfg.feed, log)
+        r.reader = open_live_source(cfg.feed, log)
         path = f"live:{cfg.feed.live.interface}"
+        live_sync = lambda risk: sync_risk(r.reader, risk)  # noqa: E731
     else:
         path = resolve_input(cfg.feed, log)
-        reader = open_reader(cfg.feed, path)
-    decode = DecodeStage(backend, capacity=reader.batch_rows, stats=reader.stats)
-    b, ft = cfg.book, cfg.features
-    # backend=cuda (replay, batch mode): the GPU-resident pipeline (pipeline/gpu.py) holds the
-    # state on the device, one launch per batch; live and per-packet runs use the per-stage kernels
-    gpu = None
-    if cfg.backend.name == "cuda" and not live and not cfg.feed.per_packet:
-        from pipeline.gpu import GpuPipeline
+        r.reader = open_reader(cfg.feed, path)
+    r.rep["input"]["path"] = str(path)
 
-        n = int(reader.batch_rows)  # a device batch per reader batch; rings sized for one launch
-        gpu = GpuPipeline.from_config(cfg, log=log, batch=n, ring_batches=2,
-                                      frame_bytes=max(16 << 20, 4 * int(cfg.feed.chunk_bytes)), intents_rows=2 * n,
-                                      orders_rows=n + int(cfg.risk.max_open_orders) + 2 * int(cfg.risk.batch_rows) + 16)
-    state = BookState(b.max_orders, b.max_levels, b.max_symbols) if gpu is None else gpu.book
-    books = BookStage(backend, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
-                      tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
-    fsum = FeatureSummary()
-    risk = RiskStage.from_config(backend, cfg, state) if gpu is None or gpu.risk is None else gpu.risk
-    model, strategy = model_and_strategy(cfg, backend, state, reader.batch_rows, positions=risk.state.ps, log=log)
-    if gpu is not None and gpu.strategy is not None:
-        strategy = gpu.strategy
-    # live: gaps waiting for the rewind server mark their session stale in risk
-    live_sync = sync_risk(reader, risk) if live else None
-    isum = IntentSummary()
-    lat = Latencies()
-    ex = None
+    r.stage = "build"
+    engine, stages = make_engine(cfg, backend, r.reader, live_sync, log)
+    r.engine = engine
+    r.rep["run"]["engine"] = engine.name
+    if r.out_dir is not None:
+        write_control_file(r.out_dir, r.kill_file)
+    log(f"hftbot run  config {r.rep['run']['config_hash']}  backend {cfg.backend.name}  engine {engine.name}  "
+        f"pid {r.rep['run']['pid']}")
+    log(f"kill       file {r.kill_file or '(none)'}" + ("; SIGUSR1" if cfg.risk.kill.signal else "")
+        + f"  (hftbot kill" + (f" --run {r.out_dir}" if r.out_dir is not None else "") + ")")
+    if r.out_dir is not None:
+        log(f"run dir    {r.out_dir}")
+    if cfg.bridge.enabled:  # QuickFIX's import resets SIGINT (RunControl.reassert): import it first
+        from bridges.fix.bridge import import_quickfix
+
+        import_quickfix()
+    r.ctl = RunControl(r.kill_file, engine.request_kill, KILL_CODES, poll_s=float(cfg.risk.kill.poll_ms) / 1e3,
+                       signals=signals, usr1=signals and bool(cfg.risk.kill.signal),
+                       on_force=lambda: r.ex.force_stop() if r.ex is not None else None).start()
+    r.mark("setup")
+
+    # compile before connecting: the first batch of a cold cache takes minutes of compiling
+    r.stage = "compile"
+    it = iter(r.reader)
+    first = None if live else next(it, None)   # frames the first chunk (compiles the framing kernels)
+    times = engine.warm(first, log)
     if cfg.bridge.enabled:
-        ex = Execution(cfg, out_dir or Path("runs") / "adhoc", None if live else path, state.sym, risk, log,
-                       on_exec=gpu.on_exec if gpu is not None and gpu.risk is not None else None)
-    if risk.wants_signal:
-        risk.install_signal_handler()
-    t0 = time.perf_counter()
-    t_first = None
+        from bridges.fix.bridge import FixBridge
+
+        t = time.perf_counter()
+        log("compile    fix codec ...")
+        FixBridge.warm_codec(_symbols(engine, stages))
+        times["fix codec"] = time.perf_counter() - t
+    r.rep["timing"]["compile_by_stage_s"] = {k: round(v, 3) for k, v in times.items()}
+    r.mark("compile")
+    log(f"compile    done in {r.marks['compile'] - r.marks['setup']:.1f} s")
+
+    r.stage = "connect"
+    if cfg.bridge.enabled:
+        r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path,
+                         _symbols(engine, stages), stages.risk if stages is not None else engine.host_risk, log,
+                         on_exec=engine.gpu.on_exec if engine.name == "gpu" and engine.gpu.risk is not None else None)
+        r.ex.start()
+        r.ctl.reassert()
+    engine.attach(r.ex)
+    r.mark("connect")
+
+    r.stage = "replay"
     pace0: tuple[int, int] | None = None
-    tick = None
-    try:
-        if ex is not None:
-            ex.start()
-            if cfg.feed.per_packet:
-                from pipeline.tick import TickPath
+    batches = itertools.chain([first], it) if first is not None else it
+    for batch in batches:
+        if r.ctl.stop_requested:
+            break
+        if cfg.feed.pace:
+            pace0 = _pace(batch, pace0, float(cfg.feed.speed), r)
+            if r.ctl.stop_requested:
+                break
+        engine.step(batch)
+        _check_kill(r)
+    r.mark("replay")
 
-                tick = TickPath(decode, books, risk, model, strategy, ex.bridge)
-        for batch in reader:
-            if cfg.feed.pace:
-                pace0 = _pace(batch, pace0, float(cfg.feed.speed))
-            if tick is not None:
-                _per_packet(batch, tick, decode, risk, ex, lat)
-            elif gpu is not None:
-                _gpu_batch(batch, gpu, risk, ex, isum, lat)
-            else:
-                ta = time.perf_counter_ns()
-                events = decode(batch)
-                tb = time.perf_counter_ns()
-                fb = books(events)
-                tc = time.perf_counter_ns()
-                fsum.add(fb)
-                risk.on_events(events)
-                if live_sync is not None:
-                    live_sync()
-                kills = risk.poll()
-                if ex is not None and kills.shape[0]:
-                    ex.send(kills, ta)
-                td = time.perf_counter_ns()
-                te = tf = td
-                if model is not None:
-                    preds = model(fb)
-                    te = time.perf_counter_ns()
-                    intents = strategy(preds) if strategy is not None else None
-                    tf = time.perf_counter_ns()
-                    if intents is not None and intents.n:
-                        dec = risk.check(intents.rows, intents.n)
-                        strategy.on_decisions(intents, dec.decisions)
-                        tg = time.perf_counter_ns()
-                        lat.record("risk_check_batch", tg - tf, 1, "per batch")
-                        if ex is not None and dec.orders.shape[0]:
-                            ex.send(dec.orders, ta)
-                    isum.add(intents, preds.n)
-                if ex is not None:
-                    ex.pump()
-                    if events.n:
-                        ex.publish(int(events.cols["ts"][events.n - 1]))
-                n = max(events.n, 1)
-                lat.record("decode_per_msg", (tb - ta) // n, events.n or 1, "per message, batch average")
-                lat.record("book_features_per_msg", (tc - tb) // n, events.n or 1, "per message, batch average")
-                if model is not None:
-                    lat.record("model_batch", te - td, 1, "per batch")
-                    lat.record("strategy_batch", tf - te, 1, "per batch")
-                lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"per batch of <= {reader.batch_rows:,} msgs")
-            if t_first is None:
-                t_first = time.perf_counter()
-        if ex is not None:
-            ex.finish()
-        if gpu is not None:
-            gpu.fetch()  # the device state back: books, risk, strategy, decode counters
-            reader.stats += gpu.stats
-            if strategy is not None:
-                isum.predictions = strategy.counters()["rows"]
-    finally:
-        risk.remove_signal_handler()
-        if ex is not None:
-            ex.stop()
-        if hasattr(reader, "close"):
-            reader.close()
-    t1 = time.perf_counter()
-    feed = feed_summary(reader.stats)
-    elapsed = t1 - t0
-    rep: dict[str, Any] = {
-        "config_hash": config_hash(cfg),
-        "backend": cfg.backend.name,
-        "input": str(path),
-        "format": reader.format,
-        "bytes": reader.bytes_read,
-        "sessions": [s for s in reader.sessions()],
-        "feed": feed,
-        "book": book_summary(state, backend, list(ft.symbols), b.depth),
-        "features": fsum.result(state),
-        "trailing_bytes": reader.trailing_bytes,
-        "model": {"backend": model.name, "path": str(model.model.path), "horizon_rows": model.model.horizon}
-        if model is not None else {},
-        "intents": isum.result(state, strategy.counters() if strategy is not None else None),
-        "risk": risk.summary(),
-        "execution": ex.summary() if ex is not None else {},
-        "live": reader.counters() if live and hasattr(reader, "counters") else None,
-        "error": reader.error,
-        "timing": {
-            "elapsed_s": elapsed,
-            "startup_s": (t_first or t1) - t0,
-            "msgs_per_s": feed["messages_in"] / elapsed if elapsed > 0 else 0.0,
-            "mb_per_s": reader.bytes_read / elapsed / 1e6 if elapsed > 0 else 0.0,
-        },
-    }
-    log(format_summary(rep, cfg.report.top_types))
-    if rep["model"]:
-        log(format_intents(rep))
-    if tick is not None:
-        log("per-packet mode: feature and intent summaries are not collected (feed.per_packet=true)")
-    log("\n".join(format_risk(rep["risk"])))
-    rep["latency"] = {**lat.summary(), **(rep["execution"].get("latency", {}) if rep["execution"] else {})}
-    for line in format_execution(rep["execution"]) + format_latencies(rep["latency"]):
-        log(line)
-    if out_dir is not None and cfg.report.save:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(rep, indent=2))
-        log(f"report     {out_dir / 'report.json'}")
-    return rep
+    r.stage = "drain"
+    if r.ctl.stop_requested:
+        _interrupted(r)
+    elif r.ex is not None:
+        r.ex.finish()
+    _check_kill(r)
+    engine.finish()
+    r.mark("drain")
 
 
-def _gpu_batch(batch, gpu, risk, ex, isum: IntentSummary, lat: Latencies) -> None:
-    """backend=cuda: one batch through the GPU-resident pipeline (submit + one launch), its
-    orders out through the FIX bridge, execution reports back through the exec ring."""
-    from types import SimpleNamespace
-
-    from kernels import risk as R
-
-    ta = time.perf_counter_ns()
-    if gpu.risk is not None:  # kill file / signal: a request in mapped memory, latched by the kernel
-        if risk.kill_file and os.path.exists(risk.kill_file):
-            gpu.kill(R.KILL_FILE)
-        elif risk._signalled:
-            gpu.kill(R.KILL_SIGNAL)
-    gpu.submit(batch)
-    gpu.launch()
-    tb = time.perf_counter_ns()
-    lat.record("gpu_batch", tb - ta, 1, "submit + launch, per batch")
-    if gpu.risk is None:
-        # books only on the device: feed status into the host's risk, as the cpu loop does
-        risk.on_events(gpu.last_events())
-    else:
-        intents, _ = gpu.poll_intents()
-        isum.add(SimpleNamespace(rows=intents, n=intents.shape[0]))
-    orders = gpu.poll_orders()
-    if ex is not None:
-        if orders.shape[0]:
-            gpu.sync_symbols()
-            ex.send(orders, ta)
-        ex.pump()
-        if batch.n:
-            last = gpu.last_events()
-            if last.n:
-                ex.publish(int(last.cols["ts"][last.n - 1]))
+def _symbols(engine, stages):
+    return stages.books.state.sym if stages is not None else engine.gpu.book.sym
 
 
-def _pace(batch, pace0: tuple[int, int] | None, speed: float) -> tuple[int, int]:
+def _check_kill(r: Run) -> None:
+    """Once the engine's state shows the kill switch engaged (by the watcher thread, SIGUSR1, or
+    the loss / drawdown limit): send the cancels now and say so loudly, once."""
+    if r.kill_logged or r.engine is None or r.ctl is None:
+        return
+    risk = _risk_stage(r)
+    engaged = bool(risk is not None and risk.killed) or (r.engine.name == "gpu" and r.ctl.kill is not None)
+    if not engaged:
+        return
+    if r.ctl.kill is None:
+        r.ctl.note_limit_kill(risk.kill_reason)
+    k = r.ctl.kill
+    sent = r.engine.service_kill()
+    k.open_orders_at_kill = r.engine.open_orders()
+    r.kill_logged = True
+    reaction = f", {(k.wall_ns - k.file_mtime_ns) / 1e6:.1f} ms after the file appeared" if k.file_mtime_ns else ""
+    r.log("!" * 100)
+    r.log(f"KILL SWITCH ENGAGED ({k.reason}, {k.source}) at {utc(k.wall_ns / 1e9)}{reaction}: every new order is "
+          f"refused and the working orders are cancelled ({sent} cancels sent now). The run goes on with market "
+          f"data only and exits with status {RC_KILLED}.")
+    r.log("!" * 100)
+
+
+def _risk_stage(r: Run):
+    e = r.engine
+    if e is None:
+        return None
+    if e.name == "gpu":
+        return e.gpu.risk if e.gpu.risk is not None else e.host_risk
+    return e.s.risk
+
+
+def _interrupted(r: Run) -> None:
+    """A stop signal: no more market data; cancel every working order and wait (bounded) for
+    the acks; then the caller logs out and stops the venue."""
+    sig = r.ctl.stop_requested
+    r.log(f"stop       {sig}: no more market data; cancelling working orders "
+          f"(a second {sig} forces the exit)")
+    e = r.engine
+    sent = e.cancel_all()
+    closed = True
+    if r.ex is not None:
+        closed = r.ex.wait_cancels(e.open_orders, float(r.cfg.bridge.cancel_timeout_s))
+    left = e.open_orders()
+    r.rep["interrupt"] = {"signal": sig, "cancels_sent": int(sent), "open_orders_after": int(left),
+                          "all_closed": bool(closed and left == 0)}
+    r.log(f"stop       {sent} cancels sent; {left} orders still open"
+          + ("" if closed else f" after bridge.cancel_timeout_s={r.cfg.bridge.cancel_timeout_s}"))
+
+
+def _pace(batch, pace0: tuple[int, int] | None, speed: float, r: Run) -> tuple[int, int]:
     """Recorded pace: wait until the batch's first capture time, relative to the first batch's,
-    has elapsed on the wall clock (divided by ``speed``). Batch granularity."""
+    has elapsed on the wall clock (divided by ``speed``). Batch granularity. The wait takes
+    execution reports (and so answers heartbeats) and returns early on a stop signal."""
     rx = batch.rx[: batch.n]
     t = int(rx[0]) if batch.n else 0
     now = time.perf_counter_ns()
     if pace0 is None or t <= 0:
         return pace0 or (t, now)
     due = pace0[1] + int((t - pace0[0]) / speed)
-    if due > now:
-        time.sleep((due - now) / 1e9)
+    while not r.ctl.stop_requested:
+        left = (due - time.perf_counter_ns()) / 1e9
+        if left <= 0:
+            break
+        if r.ex is not None:
+            r.ex.pump(min(left, 0.05))
+        else:
+            time.sleep(min(left, 0.05))
     return pace0
 
 
-def _per_packet(batch, tick, decode, risk, ex, lat: Latencies) -> None:
-    """Latency mode: the batch's packets one at a time through ``pipeline/tick.py``."""
-    from pipeline.tick import T_END, T_ORDERS, T_START
+def _shutdown(r: Run, error: BaseException | None) -> None:
+    """Log out, stop the venue, close the feed, write and print the report. Never raises."""
+    t_stop = time.perf_counter()
+    for what, fn in (("fix + venue", (r.ex.stop if r.ex is not None else None)),
+                     ("feed", getattr(r.reader, "close", None)),
+                     ("signals", (r.ctl.close if r.ctl is not None else None))):
+        if fn is None:
+            continue
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - every part is stopped; errors go to the report
+            r.log(f"error      stopping {what}: {exc!r}")
+            if r.rep["error"]["stage"] is None:
+                r.rep["error"] = {"stage": f"stop {what}", "type": type(exc).__name__, "message": str(exc)}
+    try:
+        _fill_report(r, error, time.perf_counter() - t_stop)
+    except Exception as exc:  # noqa: BLE001 - a partial report is still written
+        r.log(f"error      building the report: {exc!r}")
+        if r.rep["error"]["stage"] is None:
+            r.rep["error"] = {"stage": "report", "type": type(exc).__name__, "message": str(exc)}
+    if r.out_dir is not None and r.cfg.report.save:
+        try:
+            r.out_dir.mkdir(parents=True, exist_ok=True)
+            (r.out_dir / "report.json").write_text(json.dumps(r.rep, indent=2, default=str))
+            r.log(f"report     {r.out_dir / 'report.json'} ({r.rep['run']['status']}, exit status "
+                  f"{r.rep['run']['exit_code']})")
+        except OSError as exc:
+            r.log(f"error      writing the report: {exc!r}")
 
-    kills = risk.poll()
-    if kills.shape[0]:
-        ex.send(kills)
-    recs = tick(batch)
-    ns = ((recs[:, T_END] - recs[:, T_START]) / tick.tpn).astype(np.int64)
-    has = recs[:, T_ORDERS] > 0
-    for v in ns[has]:
-        lat.record("tick_to_trade", int(v), 1, "packet in buffer -> FIX bytes written (per packet)")
-    for v, c in zip(*np.unique(ns[~has] // 10 * 10, return_counts=True)):
-        lat.record("tick_no_order", int(v), int(c), "packet in buffer -> strategy/risk done, no order")
-    ex.pump()
-    if tick.last_ts:
-        ex.publish(tick.last_ts)
+
+def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
+    rep, cfg = r.rep, r.cfg
+    t_end = time.perf_counter()
+    ctl = r.ctl
+    status, code = "completed", 0
+    if error is not None:
+        status, code = "failed", (RC_CONFIG if isinstance(error, user_errors()) else RC_ERROR)
+        if isinstance(error, KeyboardInterrupt):
+            status, code = "interrupted", 130
+    elif ctl is not None and ctl.stop_requested:
+        status, code = "interrupted", 128 + ctl.stop_signal
+    elif ctl is not None and ctl.kill is not None or (_risk_stage(r) is not None and _risk_stage(r).killed):
+        status, code = "killed", RC_KILLED
+    rep["run"].update(status=status, exit_code=code, ended_utc=utc())
+    reader = r.reader
+    if reader is not None:
+        feed = feed_summary(reader.stats)
+        rep["feed"] = feed
+        rep["input"].update(format=reader.format, bytes=int(reader.bytes_read), sessions=list(reader.sessions()),
+                            trailing_bytes=int(reader.trailing_bytes), error=reader.error)
+        if cfg.feed.source == "live" and hasattr(reader, "counters"):
+            rep["live"] = reader.counters()
+    e = r.engine
+    if e is not None:
+        snap = e.snapshot(int(cfg.book.depth))
+        rep["book"], rep["features"], rep["intents"] = snap["book"], snap["features"], snap["intents"]
+        risk_raw = snap["risk"]
+        rep["risk"] = risk_in_dollars(risk_raw)
+        stages = getattr(e, "s", None)
+        model = stages.model if stages is not None else None
+        if model is not None:
+            rep["model"] = {"backend": model.name, "path": str(model.model.path), "horizon_rows": model.model.horizon}
+        elif e.name == "gpu" and cfg.model.enabled:
+            rep["model"] = {"backend": "numba (gpu kernel)", "path": str(cfg.model.path), "horizon_rows": 0}
+    else:
+        risk_raw = None
+    if r.ex is not None:
+        rep["execution"].update(enabled=True, **{k: v for k, v in r.ex.summary().items() if k != "latency"})
+    if ctl is not None and ctl.kill is not None:
+        k = ctl.kill
+        if risk_raw is not None:
+            k.cancels = int(risk_raw["risk_cancels"]["kill"])
+        rep["kill_switch"].update(k.as_dict())
+    elif risk_raw is not None and risk_raw["kill_switch"] != "off":
+        rep["kill_switch"].update(engaged=True, reason=risk_raw["kill_switch"], source="limit",
+                                  cancels_sent=int(risk_raw["risk_cancels"]["kill"]))
+    m, t0 = r.marks, r.t0
+    tm = rep["timing"]
+
+    def span(a: str, b: str) -> float:
+        return round(m[b] - m[a], 6) if a in m and b in m else 0.0
+
+    msgs = int(rep["feed"]["messages_in"])
+    replay_s = span("connect", "replay")
+    tm.update(total_s=round(t_end - t0, 6), setup_s=round(m["setup"] - t0, 6) if "setup" in m else 0.0,
+              compile_s=span("setup", "compile"), connect_s=span("compile", "connect"), replay_s=replay_s,
+              drain_s=span("replay", "drain"), stop_s=round(stop_s, 6), messages=msgs,
+              msgs_per_s=msgs / replay_s if replay_s > 0 else 0.0,
+              mb_per_s=rep["input"]["bytes"] / replay_s / 1e6 if replay_s > 0 else 0.0)
+    lat = dict(e.lat.summary()) if e is not None else {}
+    if r.ex is not None:
+        lat.update(r.ex.lat.summary())
+    rep["latency"] = lat
+    _print(r, risk_raw)
+
+
+def _print(r: Run, risk_raw: dict[str, Any] | None) -> None:
+    rep, log = r.rep, r.log
+    if rep["run"]["status"] == "failed" and r.reader is None:
+        log(f"failed     at {rep['error']['stage']}: {rep['error']['message']}")
+        return
+    log(format_summary(rep, r.cfg.report.top_types))
+    if rep["model"]["backend"]:
+        log(format_intents(rep))
+    if r.engine is not None and r.engine.name == "per_packet":
+        log("per-packet mode: feature and intent summaries are not collected (feed.per_packet=true)")
+    log("\n".join(format_risk(risk_raw if risk_raw is not None else empty_risk_raw())))
+    for line in format_execution(rep["execution"] if rep["execution"]["enabled"] else {}) + \
+            format_latencies(rep["latency"]):
+        log(line)
+    st = rep["run"]["status"]
+    if st != "completed":
+        why = {"killed": f"kill switch ({rep['kill_switch']['reason']}, {rep['kill_switch']['source']})",
+               "interrupted": f"{rep['interrupt']['signal']}",
+               "failed": f"{rep['error']['type']} at {rep['error']['stage']}: {rep['error']['message']}"}[st]
+        log(f"status     {st.upper()}: {why}")

@@ -90,6 +90,11 @@ class StrategyStage:
                                   self.out)
         return IntentBatch(self.out, int(m))
 
+    def warm(self, pred: np.ndarray, fo: np.ndarray, fk: np.ndarray) -> None:
+        """Compile (or load from the cache) both kernels on empty inputs; nothing changes."""
+        self.k.strategy_batch(0, pred, fo, fk, self.ps, self.ss, self.sg, self.pf, self.pi, self.out)
+        self.k.strategy_ack(0, self.out, np.zeros((0, IN.ND), np.int64), self.ss, self.sg)
+
     def on_decisions(self, batch: IntentBatch, decisions: np.ndarray) -> int:
         """Risk's decisions (int64 [n, ND]) for ``batch``: release in-flight shares, free rejected
         quotes. Returns the rejections."""

@@ -107,14 +107,16 @@ def truncation_line(decoded: int, trailing: int) -> str:
 
 def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
     f = rep["feed"]
+    inp = rep["input"]
     lines = [
-        f"hftbot run  config {rep['config_hash']}  backend {rep['backend']}",
-        f"input      {rep['input']} ({rep['format']}, {rep['bytes'] / 1e6:,.1f} MB)",
+        f"hftbot run  config {rep['run']['config_hash']}  backend {rep['run']['backend']}  "
+        f"engine {rep['run']['engine']}",
+        f"input      {inp['path']} ({inp['format']}, {inp['bytes'] / 1e6:,.1f} MB)",
     ]
-    if rep["format"] != "itch":
+    if inp["format"] != "itch":
         lines.append(f"packets    {f['packets']:,} read, {f['udp_accepted']:,} feed UDP, "
                      f"{f['filtered']:,} filtered out")
-        lines.append(f"moldudp64  {f['mold_packets']:,} packets, sessions {rep['sessions'] or '-'}, "
+        lines.append(f"moldudp64  {f['mold_packets']:,} packets, sessions {inp['sessions'] or '-'}, "
                      f"heartbeats {f['mold_heartbeats']:,}, end-of-session {f['mold_end_of_session']:,}")
         lines.append(f"sequence   gaps {f['gaps']:,} ({f['gap_messages']:,} messages missing), "
                      f"duplicates dropped {f['duplicate_messages']:,}, "
@@ -130,9 +132,9 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
         lines.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in f["problems"].items()))
     else:
         lines.append("skipped    nothing")
-    if rep["trailing_bytes"]:
-        lines.append(f"truncated  {truncation_line(f['decoded'], rep['trailing_bytes'])}"
-                     + (f" ({rep['error']})" if rep.get("error") else ""))
+    if inp["trailing_bytes"]:
+        lines.append(f"truncated  {truncation_line(f['decoded'], inp['trailing_bytes'])}"
+                     + (f" ({inp['error']})" if inp.get("error") else ""))
     if "book" in rep:
         bs = rep["book"]["stats"]
         lines.append(f"books      {bs['live_orders']:,} live orders on {bs['live_levels']:,} levels; "
@@ -153,10 +155,12 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
                          f"micro {last['microprice'] / 1e4:,.4f}  imbalance {last['imbalance']:+.3f}  "
                          f"ofi {last['ofi']:+,.0f}  flow {last['trade_flow']:+,.0f}  rv {last['rv']:.2e}")
     t = rep["timing"]
-    lines.append(f"time       {t['elapsed_s']:.3f} s total, {t['startup_s']:.3f} s to first batch "
-                 f"(JIT load + first chunk)")
-    lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s "
-                 f"(read + frame + decode + books + features, one core)")
+    lines.append(f"time       {t['total_s']:.2f} s total: set-up {t['setup_s']:.2f} s, compile {t['compile_s']:.2f} s, "
+                 f"connect {t['connect_s']:.2f} s, replay {t['replay_s']:.2f} s, drain {t['drain_s']:.2f} s, "
+                 f"stop {t['stop_s']:.2f} s")
+    lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s over the replay "
+                 f"({t['messages']:,} messages in {t['replay_s']:.3f} s: read, frame, decode, books, features, model, "
+                 f"strategy, risk, FIX; compile and connect excluded)")
     return "\n".join(lines)
 
 

@@ -99,8 +99,8 @@ def test_run_on_a_capture_prints_summary_and_saves_report(tmp_path, small_pcap):
     assert "15 messages decoded, 3 trailing bytes" in res.stdout
     rep = json.loads((tmp_path / "run" / "report.json").read_text())
     assert rep["feed"]["messages_by_type"] == {"A": 15}
-    assert rep["trailing_bytes"] == 3 and rep["sessions"] == ["CLI       "]
-    assert len(rep["config_hash"]) == 16
+    assert rep["input"]["trailing_bytes"] == 3 and rep["input"]["sessions"] == ["CLI       "]
+    assert len(rep["run"]["config_hash"]) == 16
 
 
 def test_wrong_type_on_the_command_line_names_the_key(tmp_path, small_pcap):

@@ -66,7 +66,7 @@ def test_model_off_runs_books_only(tmp_path):
     from pipeline.run import run
 
     rep = run(cfg_of(small(tmp_path, "model=off")), log=lambda s: None)
-    assert rep["model"] == {} and rep["intents"]["total"] == 0
+    assert rep["model"]["backend"] is None and rep["intents"]["total"] == 0
 
 
 def test_unusable_model_backend_or_file_is_a_config_error(tmp_path):

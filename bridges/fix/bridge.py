@@ -31,6 +31,7 @@ import os
 import select
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ log = logging.getLogger("hftbot.fix")
 
 class FixError(RuntimeError):
     """The FIX session cannot be set up or used (bad settings, no logon, quickfix missing)."""
+
+
+def import_quickfix():
+    """The quickfix module (a clear ``FixError`` if it is not installed). Note: importing it
+    resets SIGINT's disposition to the default at the C level (``pipeline/control.py``)."""
+    return _import_quickfix()
 
 
 def _import_quickfix():
@@ -236,16 +243,44 @@ class FixBridge:
         self.initiator = None
         #: perf_counter_ns when the last batch's bytes were written (tick-to-trade)
         self.last_write_ns = 0
+        #: held by whoever drives QuickFIX or writes to the socket (the run loop, or the keepalive
+        #: thread while the run loop is busy elsewhere): never two writers, never a sequence
+        #: number handed out twice
+        self.lock = threading.RLock()
+        self._last_poll = time.monotonic()
+        self._keepalive: threading.Thread | None = None
+        self._keepalive_stop = threading.Event()
+        self.keepalive_polls = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the compiled codec (from numba's cache) before the first order needs it."""
+        """Load the compiled codec (from numba's cache) and fault in the order tables' pages
+        (``kernels/memory.py``) before the first order needs them."""
+        from kernels.memory import prefault
+
         rows = np.zeros((0, IN.NI), np.int64)
         C.encode_orders(0, rows, self.sym, 1, time.time_ns(), self.date, self.sender_b, self.target_b, self.prefix,
                         1, self.msg_ids, self.msg_of, self.ot, self.out, self.offs, self.cnt, self.bad)
         empty = np.zeros(1, np.int64)
-        C.parse_reports(np.zeros(1, np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex, self.cnt, self.bad,
-                        self._fills)
+        # the inbound buffer is a read-only view of bytes (``_parse``): the same type here
+        C.parse_reports(np.frombuffer(b"\0", np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex,
+                        self.cnt, self.bad, self._fills)
+        prefault(self.ot, self.msg_ids, self.msg_of, self.out, self.offs)
+
+    @staticmethod
+    def warm_codec(sym: np.ndarray) -> None:
+        """Compile (or load) the codec's kernels before any session exists, on tiny tables of the
+        bridge's types: a run calls this while it compiles, before it connects."""
+        rows = np.zeros((0, IN.NI), np.int64)
+        u8 = np.zeros(8, np.uint8)
+        ot = np.zeros((1, C.NO), np.int64)
+        cnt = np.zeros(C.N_COUNTERS, np.int64)
+        bad = np.zeros((1, 3), np.int64)
+        one = np.zeros(1, np.int64)
+        C.encode_orders(0, rows, sym, 1, time.time_ns(), u8, u8, u8, u8, 1, one, np.zeros((2, 2), np.int64), ot,
+                        np.zeros(C.MAX_MSG, np.uint8), np.zeros(2, np.int64), cnt, bad)
+        C.parse_reports(np.frombuffer(b"\0", np.uint8), one, one, 0, u8, ot, 0, np.zeros((1, IN.NE), np.int64), cnt,
+                        bad, np.zeros((1, 4), np.int64))
 
     def start(self, wait: bool = True) -> None:
         fix = _import_quickfix()
@@ -275,8 +310,13 @@ class FixBridge:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Log out and stop the initiator (always: QuickFIX segfaults at exit otherwise)."""
+        self.stop_keepalive()
         if self.initiator is None:
             return
+        with self.lock:
+            self._stop(timeout_s)
+
+    def _stop(self, timeout_s: float) -> None:
         try:
             self._sync_seq()
             if self.session is not None and self.logged_on:
@@ -289,6 +329,50 @@ class FixBridge:
             self.initiator = None
             self.fd = -1
             self.logged_on = False
+
+    # -- keepalive: heartbeats while the run loop is busy ---------------------------------------------
+    def start_keepalive(self, every_s: float | None = None) -> None:
+        """A thread that drives QuickFIX (heartbeats, test requests, logon) whenever the run loop
+        has not polled for ``every_s`` (default: a tenth of the heartbeat interval, at most 1 s):
+        a long batch, a compile or a paced wait never drops the session. It takes ``lock``, so it
+        never writes while the run loop does; inbound reports stay queued for the next ``poll``."""
+        if self._keepalive is not None:
+            return
+        every = float(every_s) if every_s else min(1.0, max(0.05, self.heartbeat_s / 10))
+        self._keepalive_stop.clear()
+
+        def loop() -> None:
+            while not self._keepalive_stop.wait(every / 2):
+                self.keepalive(every)
+
+        self._keepalive = threading.Thread(target=loop, name="hftbot-fix-keepalive", daemon=True)
+        self._keepalive.start()
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive_stop.set()
+            self._keepalive.join(5.0)
+            self._keepalive = None
+
+    def keepalive(self, max_idle_s: float) -> bool:
+        """Drive QuickFIX once if nobody did for ``max_idle_s`` and the lock is free; True if it did."""
+        if self.initiator is None or time.monotonic() - self._last_poll < max_idle_s:
+            return False
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if self.initiator is None:
+                return False
+            self._sync_seq()
+            self.initiator.poll(0.0)
+            self._last_poll = time.monotonic()
+            self.keepalive_polls += 1
+            return True
+        except Exception as exc:  # noqa: BLE001 - a keepalive thread never dies on an error
+            log.warning("FIX keepalive poll failed: %r", exc)
+            return False
+        finally:
+            self.lock.release()
 
     def __enter__(self) -> "FixBridge":
         self.start()
@@ -372,13 +456,14 @@ class FixBridge:
         n = rows.shape[0] if n is None else int(n)
         if n == 0:
             return 0
-        if not self.logged_on or self.fd < 0:
-            self.backlog.append(rows[:n].copy())
-            return 0
-        sent = 0
-        for lo in range(0, n, self.batch_rows):
-            sent += self._send_chunk(rows[lo:lo + min(self.batch_rows, n - lo)])
-        return sent
+        with self.lock:
+            if not self.logged_on or self.fd < 0:
+                self.backlog.append(rows[:n].copy())
+                return 0
+            sent = 0
+            for lo in range(0, n, self.batch_rows):
+                sent += self._send_chunk(rows[lo:lo + min(self.batch_rows, n - lo)])
+            return sent
 
     def _send_chunk(self, rows: np.ndarray) -> int:
         m = rows.shape[0]
@@ -426,8 +511,13 @@ class FixBridge:
         disconnect) for ``RiskStage.on_exec``."""
         if self.initiator is None:
             return np.zeros((0, IN.NE), np.int64)
+        with self.lock:
+            return self._poll(timeout_s)
+
+    def _poll(self, timeout_s: float) -> np.ndarray:
         self._sync_seq()
         self.initiator.poll(float(timeout_s))
+        self._last_poll = time.monotonic()
         out = []
         if self._session_events:
             out.extend(self._session_events)
@@ -596,6 +686,8 @@ class FixBridge:
             "business_rejects": self.business_rejects,
             "callback_errors": self.callback_errors,
             "logons": self.logons,
+            "logouts": self.logouts,
+            "keepalive_polls": self.keepalive_polls,
             "resent_possresend": self.resent,
             "backlog_rows": int(sum(len(b) for b in self.backlog)),
         }

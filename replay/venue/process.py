@@ -43,6 +43,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(parent: int) -> None:
+    """In the venue child before exec: SIGTERM when the parent dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``; the venue logs out and exits on SIGTERM), and its own process group
+    (``start_new_session``) so a terminal's Ctrl-C reaches only the bot, which stops the venue in
+    order. If the parent is already gone, exit at once."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's stop() is the only guard
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 class VenueStartError(RuntimeError):
     """The venue process died or did not listen in time (the message holds its stderr tail)."""
 
@@ -118,8 +136,10 @@ class VenueProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.stderr_path, "ab") as err:
+            parent = os.getpid()
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                                         cwd=str(repo))
+                                         cwd=str(repo), start_new_session=True,
+                                         preexec_fn=lambda: _child_setup(parent))
         self.starts += 1
         deadline = time.monotonic() + self.start_timeout_s
         while True:

@@ -1,0 +1,386 @@
+"""The engine: one interface over the per-batch step, three drivers.
+
+Every driver runs the same stages in the same order on a batch of messages::
+
+    decode -> books + features -> feed status to risk -> model -> strategy -> risk -> orders out
+
+and applies execution reports between batches. What differs is where the step runs:
+
+=========================  ==============================================================
+``BatchEngine``            the stage objects, one compiled call per stage per batch (cpu;
+                           cuda per-stage kernels for live runs)
+``PacketEngine``           every stage and the FIX write in one compiled loop, one MoldUDP64
+                           packet at a time (``pipeline/tick.py``; latency mode)
+``GpuEngine``              the one-kernel GPU-resident pipeline (``pipeline/gpu.py``)
+=========================  ==============================================================
+
+The run loop (``pipeline/run.py``) sees only this interface (``Engine``): ``warm`` compiles
+every kernel before anything connects, ``attach`` plugs in the order gateway (the FIX bridge
+and venue, ``pipeline/execution.py``), ``step`` takes one batch, ``request_kill`` is the
+thread-safe kill request (a flag write the compiled risk check reads before every intent),
+``service_kill`` sends the kill's cancels, ``cancel_all`` cancels every working order for a
+clean stop, ``finish`` collects device state, and ``snapshot`` gives the report's sections.
+
+Latency figures (``lat``, HdrHistograms in ns): a driver records per message or per packet
+where it can (the per-packet driver's tick-to-trade), and otherwise records *one value per
+batch* with a name that says so (``decode_batch_avg_per_msg``: the batch's time divided by its
+messages, counted once per batch), never a batch average repeated once per message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable, NamedTuple, Protocol
+
+import numpy as np
+from omegaconf import DictConfig
+
+from kernels import intents as IN
+from kernels import risk as R
+from kernels.memory import prefault
+from pipeline.book import BookStage, BookState
+from pipeline.latency import Latencies
+from pipeline.risk import RiskStage
+from pipeline.stages import DecodeStage
+from pipeline.strategy import model_and_strategy
+from replay.report import FeatureSummary, IntentSummary, book_summary
+
+#: the kill reasons the run control can request (kernels/risk.py KILL_*)
+KILL_CODES = {"file": R.KILL_FILE, "signal": R.KILL_SIGNAL, "manual": R.KILL_MANUAL}
+
+
+class Stages(NamedTuple):
+    """The stage objects of one run (``model`` / ``strategy`` are None where disabled)."""
+
+    decode: DecodeStage
+    books: BookStage
+    risk: RiskStage
+    model: Any
+    strategy: Any
+
+
+class Engine(Protocol):
+    name: str
+    lat: Latencies
+
+    def warm(self, first_batch: Any, log: Callable[[str], None]) -> dict[str, float]: ...
+    def attach(self, gateway: Any) -> None: ...
+    def step(self, batch: Any) -> int: ...
+    def request_kill(self, code: int) -> None: ...
+    def service_kill(self) -> int: ...
+    def cancel_all(self) -> int: ...
+    def open_orders(self) -> int: ...
+    def finish(self) -> None: ...
+    def snapshot(self, top_depth: int) -> dict[str, Any]: ...
+
+
+def build_stages(cfg: DictConfig, backend: ModuleType, capacity: int, stats, state: BookState | None = None,
+                 log: Callable[[str], None] = print) -> Stages:
+    """The stage objects from the run config (each gets its own sub-tree)."""
+    b, ft = cfg.book, cfg.features
+    state = state if state is not None else BookState(b.max_orders, b.max_levels, b.max_symbols)
+    decode = DecodeStage(backend, capacity=capacity, stats=stats)
+    books = BookStage(backend, state, capacity=capacity, symbols=list(ft.symbols), tau_flow_ns=ft.tau_flow_ns,
+                      tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
+    risk = RiskStage.from_config(backend, cfg, state)
+    model, strategy = model_and_strategy(cfg, backend, state, capacity, positions=risk.state.ps, log=log)
+    return Stages(decode, books, risk, model, strategy)
+
+
+def _timed(label: str, fn: Callable[[], Any], times: dict[str, float], log: Callable[[str], None]) -> Any:
+    t = time.perf_counter()
+    log(f"compile    {label} ...")
+    out = fn()
+    times[label] = time.perf_counter() - t
+    return out
+
+
+class BatchEngine:
+    """The stage objects, one compiled call per stage per batch."""
+
+    name = "batch"
+
+    def __init__(self, stages: Stages, cfg: DictConfig, live_sync: Callable[[], None] | None = None):
+        self.s = stages
+        self.cfg = cfg
+        self.gw = None
+        self.live_sync = live_sync
+        self.lat = Latencies()
+        self.fsum = FeatureSummary()
+        self.isum = IntentSummary()
+        self.last_ts = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def warm(self, first_batch: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        """Compile (or load from numba's cache) every kernel the step calls, on empty inputs:
+        nothing changes in any state. Returns seconds per stage."""
+        s = self.s
+        times: dict[str, float] = {}
+        empty = dataclasses.replace(first_batch, n=0) if first_batch is not None else None
+        if empty is not None:
+            _timed("decode", lambda: s.decode(empty), times, log)
+        s.decode.table.n = 0
+        _timed("books + features", lambda: s.books(s.decode.table), times, log)
+        _timed("risk", s.risk.warm, times, log)
+        if s.model is not None:
+            _timed("model", lambda: s.model.warm(s.books.fo), times, log)
+        if s.strategy is not None:
+            _timed("strategy", lambda: s.strategy.warm(s.model.out, s.books.fo, s.books.fk), times, log)
+        # the order path's tables, faulted in now rather than by the first orders (kernels/memory.py)
+        rs = s.risk.state
+        prefault(rs.g, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, s.risk.out, s.risk.res,
+                 *((s.strategy.ss, s.strategy.out) if s.strategy is not None else ()))
+        return times
+
+    def attach(self, gateway: Any) -> None:
+        self.gw = gateway
+
+    # -- the step -----------------------------------------------------------------------------------
+    def step(self, batch: Any) -> int:
+        s, gw, lat = self.s, self.gw, self.lat
+        ta = time.perf_counter_ns()
+        events = s.decode(batch)
+        tb = time.perf_counter_ns()
+        fb = s.books(events)
+        tc = time.perf_counter_ns()
+        self.fsum.add(fb)
+        s.risk.on_events(events)
+        if self.live_sync is not None:
+            self.live_sync()
+        self.service_kill(ta)
+        td = te = tf = time.perf_counter_ns()
+        if s.model is not None:
+            preds = s.model(fb)
+            te = time.perf_counter_ns()
+            intents = s.strategy(preds) if s.strategy is not None else None
+            tf = time.perf_counter_ns()
+            if intents is not None and intents.n:
+                dec = s.risk.check(intents.rows, intents.n)
+                s.strategy.on_decisions(intents, dec.decisions)
+                tg = time.perf_counter_ns()
+                lat.record("risk_batch_avg_per_intent", (tg - tf) // intents.n, 1,
+                           "risk check: batch time / intents, one value per batch with intents")
+                if gw is not None and dec.orders.shape[0]:
+                    gw.send(dec.orders, ta)
+            self.isum.add(intents, preds.n)
+        if events.n:
+            self.last_ts = int(events.cols["ts"][events.n - 1])
+        if gw is not None:
+            gw.pump()
+            if events.n:
+                gw.publish(self.last_ts)
+        n = max(events.n, 1)
+        lat.record("decode_batch_avg_per_msg", (tb - ta) // n, 1, "decode: batch time / messages, one value per batch")
+        lat.record("book_batch_avg_per_msg", (tc - tb) // n, 1,
+                   "books + features: batch time / messages, one value per batch")
+        if s.model is not None:
+            lat.record("model_strategy_batch", tf - td, 1, "model + strategy, per batch")
+        lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"whole step, per batch of <= {events.capacity:,} msgs")
+        return self.last_ts
+
+    # -- kill switch and stop -----------------------------------------------------------------------
+    def request_kill(self, code: int) -> None:
+        self.s.risk.request_kill(code)
+
+    def service_kill(self, t_arrival: int | None = None) -> int:
+        kills = self.s.risk.poll()
+        if kills.shape[0] and self.gw is not None:
+            return self.gw.send(kills, t_arrival)
+        return 0
+
+    def cancel_all(self) -> int:
+        orders = self.s.risk.cancel_all()
+        if orders.shape[0] and self.gw is not None:
+            return self.gw.send(orders)
+        return 0
+
+    def open_orders(self) -> int:
+        return int(self.s.risk.state.g[R.G_OPEN])
+
+    def finish(self) -> None:
+        pass
+
+    # -- report -------------------------------------------------------------------------------------
+    def snapshot(self, top_depth: int) -> dict[str, Any]:
+        s = self.s
+        st = s.strategy
+        return {
+            "book": book_summary(s.books.state, s.books.k, list(self.cfg.features.symbols), top_depth),
+            "features": self.fsum.result(s.books.state),
+            "intents": self.isum.result(s.books.state, st.counters() if st is not None else None),
+            "risk": s.risk.summary(),
+        }
+
+
+class PacketEngine(BatchEngine):
+    """Latency mode: each packet through every stage and the FIX write in one compiled loop
+    (``pipeline/tick.py``). Tick-to-trade is recorded per packet (TSC)."""
+
+    name = "per_packet"
+
+    def __init__(self, stages: Stages, cfg: DictConfig):
+        super().__init__(stages, cfg)
+        self.tick = None
+
+    def warm(self, first_batch: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        times = super().warm(first_batch, log)
+        from pipeline import tick as T
+
+        if hasattr(T, "warm"):
+            _timed("per-packet loop", lambda: T.warm(self.s), times, log)
+        return times
+
+    def attach(self, gateway: Any) -> None:
+        from pipeline.tick import TickPath
+
+        self.gw = gateway
+        s = self.s
+        self.tick = TickPath(s.decode, s.books, s.risk, s.model, s.strategy, gateway.bridge)
+
+    def step(self, batch: Any) -> int:
+        from pipeline.tick import T_END, T_ORDERS, T_START
+
+        self.service_kill()
+        recs = self.tick(batch)
+        ns = ((recs[:, T_END] - recs[:, T_START]) / self.tick.tpn).astype(np.int64)
+        has = recs[:, T_ORDERS] > 0
+        for v in ns[has]:
+            self.lat.record("tick_to_trade", int(v), 1, "per packet: packet in buffer -> FIX bytes written")
+        for v, c in zip(*np.unique(ns[~has] // 10 * 10, return_counts=True)):
+            self.lat.record("tick_no_order", int(v), int(c), "per packet: packet in buffer -> risk done, no order")
+        self.gw.pump()
+        self.last_ts = self.tick.last_ts or self.last_ts
+        if self.last_ts:
+            self.gw.publish(self.last_ts)
+        return self.last_ts
+
+
+class GpuEngine:
+    """The GPU-resident pipeline (``pipeline/gpu.py``): one submit and one launch per batch;
+    orders come back through the mapped orders ring, execution reports go in through the exec
+    ring, the kill switch is a request in the mapped control block."""
+
+    name = "gpu"
+
+    def __init__(self, gpu: Any, host_risk: RiskStage, cfg: DictConfig):
+        self.gpu = gpu
+        self.cfg = cfg
+        self.host_risk = host_risk   # feed status when the device has no risk stage
+        self.gw = None
+        self.lat = Latencies()
+        self.isum = IntentSummary()
+        self.last_ts = 0
+        self._kill_code = 0
+
+    def warm(self, first_batch: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        times: dict[str, float] = {}
+        if hasattr(self.gpu, "warm"):
+            _timed("gpu pipeline kernel", self.gpu.warm, times, log)
+        return times
+
+    def attach(self, gateway: Any) -> None:
+        self.gw = gateway
+
+    def step(self, batch: Any) -> int:
+        g, gw = self.gpu, self.gw
+        ta = time.perf_counter_ns()
+        if self._kill_code and g.risk is not None:
+            g.kill(self._kill_code)
+        g.submit(batch)
+        g.launch()
+        tb = time.perf_counter_ns()
+        self.lat.record("gpu_batch", tb - ta, 1, "submit + launch, per batch")
+        if g.risk is None:
+            self.host_risk.on_events(g.last_events())
+        else:
+            intents, _ = g.poll_intents()
+            self.isum.add(SimpleNamespace(rows=intents, n=intents.shape[0]))
+        orders = g.poll_orders()
+        last = g.last_events() if batch.n else None
+        if last is not None and last.n:
+            self.last_ts = int(last.cols["ts"][last.n - 1])
+        if gw is not None:
+            if orders.shape[0]:
+                g.sync_symbols()
+                gw.send(orders, ta)
+            gw.pump()
+            if self.last_ts:
+                gw.publish(self.last_ts)
+        return self.last_ts
+
+    def request_kill(self, code: int) -> None:
+        self._kill_code = int(code)
+        if self.gpu.risk is None:
+            self.host_risk.request_kill(code)
+        else:
+            self.gpu.kill(int(code))
+
+    def service_kill(self) -> int:
+        if self.gpu.risk is None:
+            kills = self.host_risk.poll()
+            return self.gw.send(kills) if kills.shape[0] and self.gw is not None else 0
+        return 0   # the kernel emits the cancels into the orders ring; step() sends them
+
+    def cancel_all(self) -> int:
+        # the kill request makes the kernel cancel every working order at its next launch
+        if self.gpu.risk is not None:
+            self.gpu.kill(R.KILL_MANUAL)
+            self.gpu.launch()
+            orders = self.gpu.poll_orders()
+            if orders.shape[0] and self.gw is not None:
+                self.gpu.sync_symbols()
+                return self.gw.send(orders)
+        return 0
+
+    def open_orders(self) -> int:
+        risk = self.gpu.risk if self.gpu.risk is not None else self.host_risk
+        return int(risk.state.g[R.G_OPEN])
+
+    def finish(self) -> None:
+        self.gpu.fetch()
+
+    def snapshot(self, top_depth: int) -> dict[str, Any]:
+        g = self.gpu
+        risk = g.risk if g.risk is not None else self.host_risk
+        st = g.strategy
+        if st is not None:
+            self.isum.predictions = st.counters()["rows"]
+        from pipeline import backends
+
+        return {
+            "book": book_summary(g.book, backends.load("cpu"), list(self.cfg.features.symbols), top_depth),
+            "features": {},
+            "intents": self.isum.result(g.book, st.counters() if st is not None else None),
+            "risk": risk.summary(),
+        }
+
+
+def make_engine(cfg: DictConfig, backend: ModuleType, reader: Any, live_sync_factory=None,
+                log: Callable[[str], None] = print) -> tuple[Engine, Stages | None]:
+    """The driver the config asks for: ``backend=cuda`` replay in batches -> GpuEngine;
+    ``feed.per_packet`` -> PacketEngine; otherwise BatchEngine."""
+    live = cfg.feed.source == "live"
+    if cfg.backend.name == "cuda" and not live and not cfg.feed.per_packet:
+        from pipeline.gpu import GpuPipeline
+
+        n = int(reader.batch_rows)
+        gc = cfg.gpu
+        gpu = GpuPipeline.from_config(cfg, log=log, batch=n, ring_batches=int(gc.ring_batches),
+                                      frame_bytes=max(int(gc.frame_bytes), 4 * int(cfg.feed.chunk_bytes)),
+                                      shards=int(gc.shards), shard_capacity=float(gc.shard_capacity),
+                                      threads=int(gc.threads) or None, exec_rows=int(gc.exec_rows),
+                                      intents_rows=2 * n,
+                                      orders_rows=n + int(cfg.risk.max_open_orders) + 2 * int(cfg.risk.batch_rows) + 16)
+        host_risk = gpu.risk if gpu.risk is not None else RiskStage.from_config(backend, cfg, gpu.book)
+        return GpuEngine(gpu, host_risk, cfg), None
+    stages = build_stages(cfg, backend, reader.batch_rows, reader.stats, log=log)
+    if cfg.feed.per_packet:
+        return PacketEngine(stages, cfg), stages
+    sync = live_sync_factory(stages.risk) if live_sync_factory is not None else None
+    return BatchEngine(stages, cfg, live_sync=sync), stages
+
+
+def empty_orders() -> np.ndarray:
+    return np.zeros((0, IN.NI), np.int64)
