@@ -39,6 +39,7 @@ That is how the tests run it; feeding a running kernel needs a GPU (``tests/test
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from typing import Any, Iterable
 
 import numpy as np
@@ -48,11 +49,17 @@ from kernels import intents as IN
 from kernels import ring as RG
 from kernels import stats as S
 from kernels.events import EVENT_COLUMNS, EventTable
-from kernels.state import (BookArrays, EventViews, Events, FeatureConf, Frames, Journal, ModelArrays,
-                           PipelineFlags, RiskArrays, Rings, Shards, StrategyArrays, Work)
+from kernels.state import (EventViews, Events, Frames, Journal, ModelArrays, PipelineFlags, RiskArrays, Rings, Shards,
+                           StrategyArrays, Work)
 from pipeline.book import BookCapacityError, BookStage, BookState, _pow2_at_least
 from pipeline.risk import RiskCapacityError, RiskStage
 from pipeline.strategy import StrategyStage
+
+
+#: the control block (``kernels/ring.py``) read by name: ``ControlBlock.head`` is ``ctl[CTL_HEAD]``
+ControlBlock = namedtuple("ControlBlock", "head tail stop kill error error_at int_head int_tail ord_head ord_tail "
+                                          "journal state polls book_error book_event ex_head ex_tail")
+_CTL_SLOTS = tuple(getattr(RG, "CTL_" + f.upper()) for f in ControlBlock._fields)
 
 
 class GpuPipelineError(RuntimeError):
@@ -76,6 +83,11 @@ def simulated() -> bool:
     import os
 
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _to_device(cuda, bundle):
+    """A copy of a bundle (``kernels/state.py``) on the device: every array copied, scalars kept."""
+    return type(bundle)(*(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in bundle))
 
 
 def _mapped(cuda, shape, dtype) -> np.ndarray:
@@ -166,8 +178,8 @@ class GpuPipeline:
         self.d_evi = EventViews(self.d_ev.ref.view(np.int64), self.d_ev.new_ref.view(np.int64),
                                 self.d_ev.stock.view(np.int64))
         self.d_stats = to(self.stats)
-        self.d_book = BookArrays(*(to(a) for a in book.arrays()))
-        self.d_feat = FeatureConf(to(bs.params), to(bs.subs), self.stop_ts)
+        self.d_book = _to_device(cuda, book.arrays())
+        self.d_feat = _to_device(cuda, bs.feature_conf())
         from kernels import features as FT
 
         self.d_shards = Shards(status=cuda.device_array(n, np.int64), frow=cuda.device_array(n, np.int64),
@@ -175,14 +187,14 @@ class GpuPipeline:
                                fk_s=cuda.device_array((n, FT.N_KEYS), np.int64), sctr=to(self.sb.sctr),
                                dims=to(self.sb.dims))
         if model is not None:
-            self.d_model = ModelArrays(*(to(a) if isinstance(a, np.ndarray) else a for a in model.arrays()))
+            self.d_model = _to_device(cuda, model.arrays())
         else:
             z = np.zeros(1, np.int64)
             self.d_model = ModelArrays(to(z), to(z), to(np.ones(1)), to(np.zeros(1)), 0, to(np.ones(2, np.int64)),
                                        to(np.zeros(1)), to(z), to(np.zeros(1)), to(z), to(z))
         if self.strategy is not None:
             s = self.strategy
-            self.d_strat = StrategyArrays(*(to(a) for a in s.arrays()))
+            self.d_strat = _to_device(cuda, s.arrays())
             d_intents = to(s.out)
         else:
             self.d_strat = StrategyArrays(to(np.zeros((rows, 12), np.int64)), to(np.zeros(16, np.int64)),
@@ -191,7 +203,7 @@ class GpuPipeline:
         if self.risk is not None:
             r = self.risk
             self.risk_rows = r.batch_rows
-            self.d_risk = RiskArrays(*(to(a) for a in r.arrays()))
+            self.d_risk = _to_device(cuda, r.arrays())
             d_out = to(r.out)
             out_rows = r.out.shape[0]
         else:
@@ -410,6 +422,11 @@ class GpuPipeline:
             self._release()
             self._raise_if_failed()
 
+    def control(self) -> ControlBlock:
+        """A snapshot of the control block, by name (counters, error, state)."""
+        h = self.h_ctl
+        return ControlBlock(*(int(h[k]) for k in _CTL_SLOTS))
+
     @property
     def published(self) -> int:
         """Device batches published so far (``submit``)."""
@@ -481,13 +498,12 @@ class GpuPipeline:
 
     # -- errors -----------------------------------------------------------------------------------
     def _raise_if_failed(self) -> None:
-        h = self.h_ctl
-        err = int(h[RG.CTL_ERROR])
+        c = self.control()
+        err, at = c.error, c.error_at
         if not err:
             return
-        at = int(h[RG.CTL_ERROR_AT])
         if err == RG.ERR_BOOK:
-            code, row = int(h[RG.CTL_BOOK_ERROR]), int(h[RG.CTL_BOOK_EVENT])
+            code, row = c.book_error, c.book_event
             seq = int(self.d_cols["seq"].copy_to_host()[row])
             ts = int(self.d_cols["ts"].copy_to_host()[row])
             per = f" per shard, {self.sb.shards} shards" if self.sb.shards > 1 else ""

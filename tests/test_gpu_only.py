@@ -31,15 +31,15 @@ def test_a_running_persistent_kernel_processes_batches_as_they_are_published(cfg
         for i, b in enumerate(device_batches(capture)):
             g.submit(b)  # with ring_batches=2 this also waits for the kernel to free a slot
             while g.done < i + 1:  # the done counter, in mapped memory
-                assert not g.h_ctl[RG.CTL_ERROR]
+                assert not g.control().error
             it, d = g.poll_intents()
             intents.append(it)
             decisions.append(d)
             orders.append(g.poll_orders())
-        assert g.h_ctl[RG.CTL_STATE] == RG.STATE_RUNNING  # still polling: no launch per batch
+        assert g.control().state == RG.STATE_RUNNING  # still polling: no launch per batch
     finally:
         g.stop()
-    assert g.h_ctl[RG.CTL_STATE] == RG.STATE_EXITED
+    assert g.control().state == RG.STATE_EXITED
     np.testing.assert_array_equal(np.concatenate(intents), ref["intents"])
     np.testing.assert_array_equal(np.concatenate(decisions), ref["decisions"])
     np.testing.assert_array_equal(np.concatenate(orders), ref["orders"])

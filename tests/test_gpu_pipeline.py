@@ -137,7 +137,7 @@ def test_persistent_kernel_matches_the_cpu_pipeline(cfg, capture, reference, sha
     done = g.run_prefilled(device_batches(capture, reader=framing))
     assert done == len(ref["events"]) > 3
     g.fetch()
-    assert g.h_ctl[RG.CTL_STATE] == RG.STATE_EXITED and g.h_ctl[RG.CTL_ERROR] == 0
+    assert g.control().state == RG.STATE_EXITED and g.control().error == 0
     # features and predictions, in event order
     jf, jk, jp = g.journal()
     np.testing.assert_array_equal(jf, ref["fo"])
@@ -236,7 +236,7 @@ def test_a_full_shard_stops_with_the_config_key_to_raise(cfg, capture):
                     shards=2, threads=2, shard_capacity=0.5)
     with pytest.raises(BookCapacityError, match=r"book\.max_orders \(40 per shard, 2 shards\) exceeded at event seq \d+"):
         g.run_prefilled(device_batches(capture))
-    assert g.h_ctl[RG.CTL_ERROR] == RG.ERR_BOOK and g.h_ctl[RG.CTL_STATE] == RG.STATE_EXITED
+    assert g.control().error == RG.ERR_BOOK and g.control().state == RG.STATE_EXITED
 
 
 def test_prefilling_more_than_the_rings_hold_names_the_size_to_raise(cfg, capture):
@@ -348,7 +348,7 @@ def test_execution_events_through_the_exec_ring_give_the_cpu_risk_state(cfg, cap
         more_cpu = risk.on_exec(events)
         more_gpu = g.on_exec(events)
         np.testing.assert_array_equal(more_gpu, more_cpu)
-        assert g.exec_pending == 0 and g.h_ctl[RG.CTL_EX_TAIL] == applied + len(events)
+        assert g.exec_pending == 0 and g.control().ex_tail == applied + len(events)
         applied += len(events)
         made += len(more_cpu)
     g.fetch()
@@ -375,7 +375,7 @@ def test_run_with_backend_cuda_uses_the_gpu_pipeline_and_reports_as_the_cpu(tmp_
     real = PG.GpuPipeline.launch
 
     def counting(self, sync=True):
-        launches.append(self.h_ctl[RG.CTL_HEAD])
+        launches.append(self.control().head)
         return real(self, sync)
 
     register()
