@@ -74,7 +74,7 @@ def _marketable(state, ts: int, first_id: int, n: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _session(day, tmp: Path, **venue_kw):
+def _session(day, tmp: Path, bridge_kw: dict | None = None, **venue_kw):
     """The venue process on the day's capture, the sim clock and a bridge (not yet logged on);
     all stopped on exit."""
     from replay.simclock import SimClock
@@ -85,7 +85,7 @@ def _session(day, tmp: Path, **venue_kw):
     clock = SimClock(tmp / "clock", create=True)
     venue = VenueProcess(path, port, tmp / "venue", tmp / "clock", session_date="20190130", **venue_kw)
     bridge = FixBridge(host="127.0.0.1", port=port, sender="HFTBOT", target="VENUE", state_dir=tmp / "bridge",
-                       sym=state.sym, date="20190130", max_orders=4096, reconnect_s=1)
+                       sym=state.sym, date="20190130", max_orders=4096, reconnect_s=1, **(bridge_kw or {}))
     try:
         venue.start()
         yield venue, clock, bridge
@@ -181,6 +181,25 @@ def test_venue_killed_mid_run_recovers_with_each_clordid_acknowledged_once(day, 
     assert c["illegal_transitions"] == 0 and c["callback_errors"] == 0
     venue_pos = {k: v for k, v in summ["positions"].items() if v}
     assert _bridge_positions(bridge) == venue_pos
+
+
+@pytest.mark.parametrize("keepalive", [True, False], ids=["keepalive", "without-keepalive"])
+def test_a_long_step_keeps_the_fix_session_only_with_the_keepalive(day, tmp_path, keepalive):
+    """The run loop busy for six heartbeat intervals (a long batch, a compile): with the keepalive
+    thread the session stays up; without it the venue's TestRequest goes unanswered and it logs
+    us out (what a cold first run hit before the keepalive existed)."""
+    with _session(day, tmp_path, bridge_kw={"heartbeat_s": 1}) as (venue, clock, bridge):
+        bridge.start()
+        if keepalive:
+            bridge.start_keepalive()
+        time.sleep(6.0)            # nobody calls poll() meanwhile
+        for _ in range(20):        # then the loop takes the session's events for a second
+            bridge.poll(0.05)
+        if keepalive:
+            assert bridge.logged_on and bridge.logouts == 0 and bridge.logons == 1
+            assert bridge.keepalive_polls > 0
+        else:
+            assert bridge.logouts >= 1
 
 
 def test_risk_rejections_never_reach_the_wire(day, tmp_path):
