@@ -390,10 +390,7 @@ class GpuPipeline:
     def stop(self) -> None:
         """Set the stop flag, wait for the kernel to finish the published batches and exit."""
         self.h_ctl[RG.CTL_STOP] = 1
-        self.stream.synchronize()
-        self._launched = False
-        self._release()
-        self._raise_if_failed()
+        self._synchronize()
 
     def kill(self, reason: int) -> None:
         """Kill-switch request (``kernels.risk.KILL_*``): risk latches it before its next check."""
@@ -407,20 +404,30 @@ class GpuPipeline:
             self.submit(b)
         self.h_ctl[RG.CTL_STOP] = 1
         self._launch(1)
-        self.stream.synchronize()
-        self._release()
-        self._raise_if_failed()
-        return int(self.h_ctl[RG.CTL_TAIL])
+        self._synchronize()
+        return self.done
 
     def launch(self, sync: bool = True) -> None:
         """Batched-launch mode: one launch processes every batch published so far."""
         self._launched = True
         self._launch(0)
         if sync:
-            self.stream.synchronize()
-            self._launched = False
-            self._release()
-            self._raise_if_failed()
+            self._synchronize()
+
+    def _synchronize(self) -> None:
+        self.stream.synchronize()
+        self._launched = False
+        self._release()
+        self._raise_if_failed()
+
+    def warm(self) -> None:
+        """Compile the kernel before the run needs it: one batched launch with nothing published
+        returns at once (execution events already published are applied, as by any launch)."""
+        if self._launched:
+            return
+        self._launched = True
+        self._launch(0)
+        self._synchronize()
 
     def control(self) -> ControlBlock:
         """A snapshot of the control block, by name (counters, error, state)."""

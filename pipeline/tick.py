@@ -28,6 +28,7 @@ from kernels import risk as R
 from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health, predict_batch, strategy_ack,
                          strategy_batch)
 from kernels.intents import ND, NI
+from kernels.memory import prefault
 from kernels.state import Events, Frames, TickSession, Work
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -182,14 +183,6 @@ def packet_bounds(rx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def prefault(*arrays: np.ndarray) -> None:
-    """Touch every page of preallocated tables (``np.zeros`` maps them lazily), so the first
-    orders of a run do not pay page faults on the hot path. Values are unchanged."""
-    for a in arrays:
-        b = a.reshape(-1).view(np.uint8)
-        b[::4096] = b[::4096]
-
-
 class TickPath:
     """The stage objects of one run, driven one packet at a time (see the module docstring).
 
@@ -244,6 +237,11 @@ class TickPath:
         return np.concatenate(out_recs) if out_recs else np.zeros((0, NT), np.int64)
 
     def _call(self, batch, packets: Packets) -> TickResult:
+        # the bridge's lock: no heartbeat from its keepalive thread between our sequence numbers
+        with self.bridge.lock:
+            return self._call_locked(batch, packets)
+
+    def _call_locked(self, batch, packets: Packets) -> TickResult:
         d, b, br = self.decode, self.books, self.bridge
         if not br.logged_on or br.fd < 0:
             raise RuntimeError(f"the FIX session is down (logged on {br.logged_on}, socket {br.fd}): the "

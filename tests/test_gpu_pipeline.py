@@ -200,6 +200,8 @@ def events_equal(t, records):
 def test_batched_launches_match_the_cpu_event_tables_batch_by_batch(cfg, capture, reference):
     ref = reference[0]
     g = gpu_pipeline(cfg, shards=2, threads=2)
+    g.warm()  # compiles: a launch with nothing published returns at once
+    assert g.done == 0 and g.control().state == RG.STATE_EXITED
     for i, b in enumerate(device_batches(capture)):
         assert g.submit(b) == 1
         g.launch()  # one launch per batch here; a launch takes every batch published so far
