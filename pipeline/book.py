@@ -21,6 +21,11 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(4, int(n - 1).bit_length())
 
 
+def hash_slots(entries: int) -> int:
+    """Slots of the book's open-addressing tables for ``entries`` live keys (load factor <= 0.5)."""
+    return _pow2_at_least(2 * entries)
+
+
 class BookState:
     """All book arrays for ``max_symbols`` locates, ``max_orders`` live orders and
     ``max_levels`` live price levels (across all books)."""

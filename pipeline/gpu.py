@@ -51,7 +51,7 @@ from kernels import stats as S
 from kernels.events import EVENT_COLUMNS, EventTable
 from kernels.state import (EventViews, Events, Frames, Journal, ModelArrays, PipelineFlags, RiskArrays, Rings, Shards,
                            StrategyArrays, Work)
-from pipeline.book import BookCapacityError, BookStage, BookState, _pow2_at_least
+from pipeline.book import BookCapacityError, BookStage, BookState, hash_slots
 from pipeline.risk import RiskCapacityError, RiskStage
 from pipeline.strategy import StrategyStage
 
@@ -111,7 +111,7 @@ class ShardedBook:
         p = int(shards)
         so = max(16, math.ceil(max_orders * shard_capacity)) if p > 1 else int(max_orders)
         sl = max(16, math.ceil(max_levels * shard_capacity)) if p > 1 else int(max_levels)
-        ho, hl = _pow2_at_least(2 * so), _pow2_at_least(2 * sl)
+        ho, hl = hash_slots(so), hash_slots(sl)
         st = BookState(p * so, p * sl, max_symbols)
         st.ok = np.zeros(p * ho, np.int64)
         st.ov = np.full(p * ho, -1, np.int32)
@@ -265,6 +265,10 @@ class GpuPipeline:
                    max_sessions=int(cfg.feed.max_sessions), full=full, **opts)
 
     # -- kernel arguments (kernels.gpu.pipeline_kernel after ``wait``) --------------------------------
+    def kernel_args(self) -> tuple:
+        """The persistent kernel's arguments after ``wait``: its flags and the state bundles."""
+        return self._args
+
     def _kernel_args(self) -> tuple:
         flags = PipelineFlags(full=int(self.full), risk_rows=int(self.risk_rows))
         return (flags, self.frames, self.rings, self.d_ev, self.d_evi, self.d_stats, self.d_book, self.d_feat,

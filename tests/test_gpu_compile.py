@@ -123,7 +123,7 @@ def pipeline_args(cfg):
     PG.load_cuda = lambda: (HostOnly, gpu)
     g = PG.GpuPipeline.from_config(cfg, batch=8, shards=2, threads=32, ring_batches=4, frame_bytes=4096,
                                    journal_rows=16)
-    return (1, *g._args)
+    return (1, *g.kernel_args())
 '''
 
 PIPELINE = SETUP + r'''

@@ -120,7 +120,7 @@ def test_compiled_per_packet_path_equals_the_stage_objects(tmp_path):
     assert _mask(got) == _mask(want)
     for x, y in zip(ref[2].state.arrays(), fused[2].state.arrays()):
         np.testing.assert_array_equal(x, y)
-    for x, y in zip(ref[3]._state(), fused[3]._state()):
+    for x, y in zip(ref[3].arrays(), fused[3].arrays()):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(ref[5].ss, fused[5].ss)
     np.testing.assert_array_equal(bridge.ot[: bridge.n_msgs, :10], bridge2.ot[: bridge.n_msgs, :10])
