@@ -874,6 +874,7 @@ def test_hftbot_kill_touches_the_kill_file_and_signals_the_pid(tmp_path):
 PTX_SCRIPT = r'''
 from kernels import cpu, gpu
 from kernels import intents as IN
+from kernels.state import BookRefs, RiskTables
 from tests.test_risk import Env
 
 e = Env(cpu)
@@ -884,15 +885,16 @@ ev = np.zeros((1, IN.NE), np.int64)
 c = {k: np.zeros(1, v.dtype) for k, v in __import__("kernels.events", fromlist=["x"]).EventTable(1).cols.items()}
 g, lim, ls, ps, hs, ro = s[0], s[1], s[2], s[3], s[4], s[5]
 cases = {
-    "check_intents": (gpu._check_intents_kernel, (1, one, e.risk.res, e.risk.out, *s, *b, ret)),
-    "apply_exec": (gpu._apply_exec_kernel, (1, ev, e.risk.out, *s, *b, ret)),
+    "check_intents": (gpu._check_intents_kernel, (1, one, e.risk.res, e.risk.out, RiskTables(*s), BookRefs(*b), ret)),
+    "apply_exec": (gpu._apply_exec_kernel, (1, ev, e.risk.out, RiskTables(*s), BookRefs(*b), ret)),
     "feed_health": (gpu._feed_health_kernel, (1, c["sess"], c["seq"], c["locate"], c["ts"], g, lim, ls, ps, hs,
                                               e.risk.ovk, e.risk.ovl, b[2], ret)),
     "mark_to_market": (gpu._mark_to_market_kernel, (0, e.risk.out, g, lim, ps, ro, *b, ret)),
     "kill_switch": (gpu._kill_switch_kernel, (1, 0, e.risk.out, g, ro, ret)),
 }
 for name, (k, args) in cases.items():
-    sig = tuple(types.Array(typeof(a).dtype, a.ndim, "C") if isinstance(a, np.ndarray) else types.int64 for a in args)
+    sig = tuple(typeof(a) if isinstance(a, tuple) else  # a bundle (kernels/state.py)
+                types.Array(typeof(a).dtype, a.ndim, "C") if isinstance(a, np.ndarray) else types.int64 for a in args)
     ptx(k.py_func, sig)
     print(name, "ok", flush=True)
 '''
