@@ -292,3 +292,36 @@ def test_prefault_really_faults_the_pages_in():
     before = rss()
     assert prefault(a) == a.nbytes
     assert rss() - before >= 0.9 * a.nbytes
+
+
+@pytest.mark.timeout(300)
+def test_sigusr1_engages_the_kill_switch_while_the_main_thread_is_inside_a_kernel():
+    """A Python signal handler would wait for the compiled call to return; the watcher thread
+    takes SIGUSR1 itself, so the flag is set while the batch is still being processed."""
+    import numpy as np
+    from numba import njit
+
+    from kernels.flags import load_flag
+    from pipeline.control import RunControl
+    from pipeline.engine import KILL_CODES
+
+    @njit(nogil=True)
+    def busy(flag, out, n):
+        """A long batch that reads the flag before each item and writes its results into another
+        array, as the risk check does. With a plain ``flag[0]`` LLVM hoisted the load out of the
+        loop (versioned on a run-time overlap check) and the loop never saw the flag."""
+        for i in range(n):
+            if load_flag(flag, 0) != 0:
+                return i
+            out[i & 1023] += i
+        return -1
+
+    flag = np.zeros(1, np.int64)
+    out = np.zeros(1024, np.int64)
+    busy(flag, out, 10)  # compile
+    with RunControl(None, lambda code: flag.__setitem__(0, code), KILL_CODES, poll_s=0.002, signals=False,
+                    usr1=True) as ctl:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        seen = busy(flag, out, 40_000_000_000)   # minutes, unless it sees the flag
+    assert ctl.kill is not None and ctl.kill.reason == "signal"
+    assert seen > 0, "the flag was not set while the kernel ran"
