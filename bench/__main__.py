@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     latest = json.loads((CACHE / "latest.json").read_text())
     latest["risk"] = risk_bench.section(100_000, args.repeat)
     (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
+    # kill switch: reaction time from another thread, file and SIGUSR1 (bench/kill.py)
+    from bench import kill as kill_bench
+
+    print()
+    latest = json.loads((CACHE / "latest.json").read_text())
+    latest["kill"] = kill_bench.section()
+    (CACHE / "latest.json").write_text(json.dumps(latest, indent=2))
     # GPU-resident pipeline next to the CPU backend (bench/gpu.py); without a GPU it says what was not measured
     from bench import gpu as gpu_bench
 
