@@ -1,14 +1,13 @@
 """Named bundles of the compiled paths' state: tuples of arrays (and a few scalars) with names.
 
-The fused kernels (``kernels/gpu.py: pipeline_kernel``, ``pipeline/tick.py: tick_batch``) take
-these instead of long positional lists. ``collections.namedtuple`` instances are typed by numba
+The fused kernels (``kernels/gpu.py: pipeline_kernel``, ``pipeline/tick.py: tick_batch``) and the
+CUDA stage kernels take these instead of long positional lists. ``collections.namedtuple`` instances are typed by numba
 as (heterogeneous) named tuples, which ``njit``, numba-cuda kernels (a tuple argument is passed
 field by field) and the CUDA simulator all accept. Inside a kernel, unpack a bundle into locals
 at the top (``kind, side, ... = ev``) or read a field by name (``risk.g``); never index a bundle
 by position. The stage objects build them (``BookState.arrays()``, ``RiskStage.arrays()``, ...);
-the field order of each is the argument order of the kernel bodies they feed, so
-``k.check_intents(n, intents, res, out, *risk[:11], bk, li, sym)``-style calls stay possible on
-the Python side.
+the field order of each is the argument order of the kernel body it feeds, so a bundle unpacks
+straight into that body's arguments.
 
 Pure data: no numba import, nothing of the project beyond ``kernels.events``.
 """
