@@ -264,8 +264,9 @@ class GpuEngine:
 
     name = "gpu"
 
-    def __init__(self, gpu: Any, host_risk: RiskStage, cfg: DictConfig):
+    def __init__(self, gpu: Any, host_risk: RiskStage, cfg: DictConfig, feed_stats: np.ndarray):
         self.gpu = gpu
+        self.feed_stats = feed_stats  # the reader's counters: the device's decode counters join them
         self.cfg = cfg
         self.host_risk = host_risk   # feed status when the device has no risk stage
         self.gw = None
@@ -339,7 +340,8 @@ class GpuEngine:
         return int(risk.state.g[R.G_OPEN])
 
     def finish(self) -> None:
-        self.gpu.fetch()
+        self.gpu.fetch()   # the device state back: books, risk, strategy, decode counters
+        self.feed_stats += self.gpu.stats
 
     def snapshot(self, top_depth: int) -> dict[str, Any]:
         g = self.gpu
@@ -374,7 +376,7 @@ def make_engine(cfg: DictConfig, backend: ModuleType, reader: Any, live_sync_fac
                                       intents_rows=2 * n,
                                       orders_rows=n + int(cfg.risk.max_open_orders) + 2 * int(cfg.risk.batch_rows) + 16)
         host_risk = gpu.risk if gpu.risk is not None else RiskStage.from_config(backend, cfg, gpu.book)
-        return GpuEngine(gpu, host_risk, cfg), None
+        return GpuEngine(gpu, host_risk, cfg, reader.stats), None
     stages = build_stages(cfg, backend, reader.batch_rows, reader.stats, log=log)
     if cfg.feed.per_packet:
         return PacketEngine(stages, cfg), stages

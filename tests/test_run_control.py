@@ -288,7 +288,10 @@ def test_prefault_really_faults_the_pages_in():
     def rss() -> int:
         return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
 
-    a = np.zeros(64 << 20, np.uint8)
+    import mmap
+
+    mm = mmap.mmap(-1, 64 << 20)            # a fresh anonymous mapping: no page of it is resident yet
+    a = np.frombuffer(mm, np.uint8)
     before = rss()
     assert prefault(a) == a.nbytes
     assert rss() - before >= 0.9 * a.nbytes
