@@ -66,6 +66,7 @@ class Engine(Protocol):
     lat: Latencies
 
     def warm(self, first_batch: Any, log: Callable[[str], None]) -> dict[str, float]: ...
+    def prepare(self, gateway: Any, log: Callable[[str], None]) -> dict[str, float]: ...
     def attach(self, gateway: Any) -> None: ...
     def step(self, batch: Any) -> int: ...
     def request_kill(self, code: int) -> None: ...
@@ -133,6 +134,10 @@ class BatchEngine:
         prefault(rs.g, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, s.risk.out, s.risk.res,
                  *((s.strategy.ss, s.strategy.out) if s.strategy is not None else ()))
         return times
+
+    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        """The gateway is built but not connected: compile what needs it (nothing here)."""
+        return {}
 
     def attach(self, gateway: Any) -> None:
         self.gw = gateway
@@ -223,21 +228,26 @@ class PacketEngine(BatchEngine):
     def __init__(self, stages: Stages, cfg: DictConfig):
         super().__init__(stages, cfg)
         self.tick = None
+        self._first = None
 
     def warm(self, first_batch: Any, log: Callable[[str], None] = print) -> dict[str, float]:
-        times = super().warm(first_batch, log)
-        from pipeline import tick as T
+        self._first = first_batch
+        return super().warm(first_batch, log)
 
-        if hasattr(T, "warm"):
-            _timed("per-packet loop", lambda: T.warm(self.s), times, log)
+    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        """With the gateway's bridge built (not connected): the compiled per-packet loop, which
+        holds the FIX encoder, is compiled now too."""
+        from pipeline.tick import TickPath
+
+        s = self.s
+        self.tick = TickPath(s.decode, s.books, s.risk, s.model, s.strategy, gateway.bridge)
+        times: dict[str, float] = {}
+        if self._first is not None:
+            _timed("per-packet loop", lambda: self.tick.warm(self._first), times, log)
         return times
 
     def attach(self, gateway: Any) -> None:
-        from pipeline.tick import TickPath
-
         self.gw = gateway
-        s = self.s
-        self.tick = TickPath(s.decode, s.books, s.risk, s.model, s.strategy, gateway.bridge)
 
     def step(self, batch: Any) -> int:
         from pipeline.tick import T_END, T_ORDERS, T_START
@@ -280,6 +290,9 @@ class GpuEngine:
         if hasattr(self.gpu, "warm"):
             _timed("gpu pipeline kernel", self.gpu.warm, times, log)
         return times
+
+    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        return {}
 
     def attach(self, gateway: Any) -> None:
         self.gw = gateway

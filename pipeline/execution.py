@@ -74,18 +74,41 @@ class Execution:
         self.hedges = 0
         self._t_end_drain = 0.0
         self._market_clock = 0
+        self.port = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Build the bridge (not connected): its codec compiled or loaded, its tables faulted in.
+        The run calls this while it compiles, before anything connects."""
+        if self.bridge is not None:
+            return
+        b, v = self.b, self.v
+        if v.enabled:
+            from replay.venue.process import free_port
+
+            self.port = int(v.port) or free_port(b.host)
+        else:
+            self.port = int(b.port)
+        bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"
+        self.bridge = FixBridge(host=str(b.host), port=self.port, sender=str(b.sender_comp_id),
+                                target=str(b.target_comp_id), state_dir=bdir, sym=self.sym, date=self.date,
+                                heartbeat_s=int(b.heartbeat_s), reconnect_s=int(b.reconnect_s),
+                                logon_timeout_s=int(b.logon_timeout_s), prefix=str(b.clordid_prefix),
+                                max_orders=int(b.max_orders), batch_rows=int(b.batch_rows),
+                                file_log=bool(b.file_log), username_env=str(b.username_env),
+                                password_env=str(b.password_env))
+        self.bridge.warm_up()
+
     def start(self) -> None:
         """Start the venue (when local), log on, and keep the session alive from a thread while
         the run loop is busy (``FixBridge.start_keepalive``)."""
+        self.prepare()
         b, v = self.b, self.v
-        port = int(b.port)
+        port = self.port
         if v.enabled:
             from replay.simclock import SimClock
-            from replay.venue.process import VenueProcess, free_port
+            from replay.venue.process import VenueProcess
 
-            port = int(v.port) or free_port(b.host)
             vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"
             clock_path = self.run_dir / "fix" / "simclock"
             self.clock = SimClock(clock_path, create=True)
@@ -102,14 +125,6 @@ class Execution:
             self.venue.start()
             self.log(f"venue      simulator on 127.0.0.1:{port} (pid {self.venue.pid}, "
                      f"{time.perf_counter() - t:.1f} s to start)")
-        bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"
-        self.bridge = FixBridge(host=str(b.host), port=port, sender=str(b.sender_comp_id),
-                                target=str(b.target_comp_id), state_dir=bdir, sym=self.sym, date=self.date,
-                                heartbeat_s=int(b.heartbeat_s), reconnect_s=int(b.reconnect_s),
-                                logon_timeout_s=int(b.logon_timeout_s), prefix=str(b.clordid_prefix),
-                                max_orders=int(b.max_orders), batch_rows=int(b.batch_rows),
-                                file_log=bool(b.file_log), username_env=str(b.username_env),
-                                password_env=str(b.password_env))
         try:
             self.bridge.start()
         except FixError:

@@ -142,21 +142,22 @@ def _run(r: Run, signals: bool) -> None:
     first = None if live else next(it, None)   # frames the first chunk (compiles the framing kernels)
     times = engine.warm(first, log)
     if cfg.bridge.enabled:
-        from bridges.fix.bridge import FixBridge
-
+        # the bridge, built but not connected: its codec compiled, its tables faulted in
         t = time.perf_counter()
         log("compile    fix codec ...")
-        FixBridge.warm_codec(_symbols(engine, stages))
-        times["fix codec"] = time.perf_counter() - t
-    r.rep["timing"]["compile_by_stage_s"] = {k: round(v, 3) for k, v in times.items()}
-    r.mark("compile")
-    log(f"compile    done in {r.marks['compile'] - r.marks['setup']:.1f} s")
-
-    r.stage = "connect"
-    if cfg.bridge.enabled:
         r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path,
                          _symbols(engine, stages), stages.risk if stages is not None else engine.host_risk, log,
                          on_exec=engine.gpu.on_exec if engine.name == "gpu" and engine.gpu.risk is not None else None)
+        r.ex.prepare()
+        times["fix codec"] = time.perf_counter() - t
+        times.update(engine.prepare(r.ex, log))
+    r.rep["timing"]["compile_by_stage_s"] = {k: round(v, 3) for k, v in times.items()}
+    r.mark("compile")
+    log(f"compile    done in {r.marks['compile'] - r.marks['setup']:.1f} s ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + ")")
+
+    r.stage = "connect"
+    if r.ex is not None:
         r.ex.start()
         r.ctl.reassert()
     engine.attach(r.ex)

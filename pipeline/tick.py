@@ -211,6 +211,21 @@ class TickPath:
         prefault(bridge.ot, bridge.msg_ids, bridge.msg_of, bridge.out, risk.out, risk.res, rs.ro, rs.oh, rs.ofree,
                  rs.ps, rs.ls, rs.hs, self.pred, self.res, self.intents, strategy.ss, strategy.out)
 
+    def warm(self, batch) -> None:
+        """Compile (or load) ``tick_batch`` on zero packets of ``batch``'s arrays, before the
+        session exists: nothing is decoded, sent or changed."""
+        d, b, br = self.decode, self.books, self.bridge
+        none = np.zeros(0, np.int64)
+        session = TickSession(fd=-1, seq0=1, msg0=br.n_msgs + 1, max_msgs=br.max_orders, wall_ns=time.time_ns(),
+                              tsc0=int(tsc()), ns_per_tick=1.0 / self.tpn)
+        last_ts = results(self.x).ts
+        tick_batch(Packets(none, none), Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx),
+                   Events(*d.table.columns()), d.stats, b.state.arrays(), b.feature_conf(), self._model,
+                   self._scratch, self.strategy.arrays(), self.risk.arrays(), self._work, br.arrays(), session,
+                   self.rec, self.x)
+        self.x[:] = 0
+        self.x[X_TS] = last_ts
+
     @property
     def last_ts(self) -> int:
         """Feed time of the last event processed (ns since midnight; 0 before any)."""

@@ -251,6 +251,7 @@ class FixBridge:
         self._keepalive: threading.Thread | None = None
         self._keepalive_stop = threading.Event()
         self.keepalive_polls = 0
+        self._warm = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -266,6 +267,7 @@ class FixBridge:
         C.parse_reports(np.frombuffer(b"\0", np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex,
                         self.cnt, self.bad, self._fills)
         prefault(self.ot, self.msg_ids, self.msg_of, self.out, self.offs)
+        self._warm = True
 
     @staticmethod
     def warm_codec(sym: np.ndarray) -> None:
@@ -284,7 +286,8 @@ class FixBridge:
 
     def start(self, wait: bool = True) -> None:
         fix = _import_quickfix()
-        self.warm_up()
+        if not self._warm:
+            self.warm_up()
         text = session_settings(role="initiator", host=self.host, port=self.port, sender=self.sender,
                                 target=self.target, heartbeat_s=self.heartbeat_s, state_dir=self.state_dir,
                                 reconnect_s=self.reconnect_s, logon_timeout_s=self.logon_timeout_s,
