@@ -40,6 +40,40 @@ so a check is O(1); a symbol is re-marked whenever it is checked, filled or swep
 PnL is exact: average cost in integers. Closing ``c`` of ``|p|`` shares removes
 ``floor(|cost| c / |p|)`` of the cost (the whole cost when flat), so realised + unrealised equals
 cash + position x mark exactly and a flat symbol's realised PnL is exact cash.
+
+Inlining and compile time (CPU). numba IR inlining (``inline_cpu``) is kept for the small helpers
+and the thin ``process_intent`` wrapper; the large bodies (``check_one``, ``commit``,
+``order_alloc``, ``apply_fill``) are plain ``register_jitable``: numba compiles each on its own,
+and LLVM inlines them into their callers (``kernels/cpu.py`` raises the inline threshold). With
+``inline_cpu`` on them, numba compiled each body once to type it and then ran its passes again
+over every inlined copy (``check_one`` and ``commit`` inside ``process_intent`` inside
+``check_intents``, and again inside ``hedge_check``): those copies were 26 of the 39 s below.
+``check_intents`` keeps the same machine code: one function with only ``id_find`` out of line;
+the assembly differs in register and stack-slot choice. Measured cold, empty cache
+(``python -m bench.compile``; process CPU seconds; 2 shared vCPUs, numba 0.68.1, 2026-12-06):
+
+  kernel           before  after (three runs)
+  check_intents      28.6    7.6-9.2
+  apply_exec         10.3    5.5-5.7
+  mark_to_market      0.7    0.6
+  every CPU kernel   55.4   31.6-33.0   (the others, unchanged code, 15-18: run-to-run spread)
+
+A cold ``hftbot run --config-name smoke`` (its own compile step): 67.6 -> 32.3 s, risk 50.2 -> 14.7 s.
+
+``check_one`` and ``commit`` are still compiled twice (about 2.3 and 1.0 s each time): numba caches
+a jitable per caller's compile flags, and the standalone typing of ``process_intent`` and
+``check_intents`` (``_nrt=False``) differ.
+
+Risk hot path, same machine (shared and noisy; p50 / p99 ns per intent, focused and wide flow).
+``python -m bench.risk``, three runs each: before focused 40-46 / 81-132, wide 42-44 / 116-169;
+after focused 38-40 / 86-104, wide 43-44 / 175-194. Alternating A/B of the same timed loop
+(median of 9 repeats, two rounds): before focused 41, 42 / 87, 102, wide 45, 45 / 152, 139;
+after focused 40, 39 / 109, 107, wide 43, 42 / 164, 140. p50 and throughput unchanged; p99 is
+within the run-to-run spread here, possibly up to ~10 ns higher (not resolved on this machine).
+Tried and rejected: ``register_jitable`` on ``process_intent`` too (all kernels 24.6 s), but LLVM
+leaves it an out-of-line call passing 18 arrays as ~150 scalar arguments: p50 62 / 65 ns; and
+``resym`` and ``remark`` as plain jitables as well (25.5 s): ``resym`` stays a call on the
+accepted path and the code no longer matches the old one (p50 42 / 43 ns).
 """
 
 from __future__ import annotations
@@ -347,7 +381,7 @@ def remark(loc, ref, g, lim, ps):
         resym(loc, g, lim, ps)
 
 
-@inline_cpu
+@register_jitable
 def apply_fill(loc, side, q, px, g, ps):
     """Position, average cost and realised PnL for ``q`` shares at ``px`` (exact integers)."""
     sq = q if side == SIDE_BUY else -q
@@ -422,7 +456,7 @@ def best_recompute(loc, ro, ps):
     ps[loc, PS_OUR_ASK] = ask
 
 
-@inline_cpu
+@register_jitable
 def order_alloc(oid, loc, side, price, qty, leaves, state, strat, origin, tif, link, now, g, ps, ro, oh,
                 ofree):
     """Take a free slot for a live order, index it by id, link it into its symbol's list."""
@@ -574,8 +608,10 @@ def service_kill(now, out, g, ro):
 
 
 # --- the checks ------------------------------------------------------------------------------------
-# The hot path (check_one, commit and what they call) is inlined on the CPU (``inline_cpu``).
-@inline_cpu
+# The hot path (check_one, commit and what they call) is compiled on its own (``register_jitable``)
+# and inlined by LLVM into ``process_intent``, which numba inlines into ``check_intents`` (module
+# docstring: IR-inlining these large bodies cost 28.6 s of compile for check_intents alone).
+@register_jitable
 def check_one(src, k, g, lim, ls, ps, hs, ro, oh, st, rt, bk, li, sym):
     """Every pre-trade check on intent row ``k`` of ``src``, in order; the first failure wins.
 
@@ -731,7 +767,7 @@ def check_one(src, k, g, lim, ls, ps, hs, ro, oh, st, rt, bk, li, sym):
     return R_OK, o
 
 
-@inline_cpu
+@register_jitable
 def commit(src, k, o, out, g, lim, ps, ro, oh, ofree, st, rt):
     """Book an accepted intent: open orders, rate rings, and its row in the orders-out table
     (``G_OUT_N`` has room: callers check). Returns that row."""
