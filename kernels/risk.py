@@ -81,6 +81,7 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
+from kernels.flags import load_flag
 from kernels.wire import inline_cpu  # noqa: F401  (CPU-inline, CUDA-plain jitable)
 
 from kernels.book import B_BEST, L_PRICE, S_HALT_OP, S_LAST_PX, S_LULD_LOWER, S_LULD_UPPER, S_STOCK
@@ -620,7 +621,7 @@ def check_one(src, k, g, lim, ls, ps, hs, ro, oh, st, rt, bk, li, sym):
     """
     kind = src[k, I_KIND]
     now = src[k, I_TS]
-    if g[G_KILL] != 0:
+    if load_flag(g, G_KILL) != 0:   # set by another thread mid-batch (kernels/flags.py)
         return R_KILL_SWITCH, -1
     if g[G_DISCONNECTED] != 0:
         return R_DISCONNECTED, -1
@@ -816,7 +817,7 @@ def commit(src, k, o, out, g, lim, ps, ro, oh, ofree, st, rt):
 def process_intent(k, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
     """One step of ``check_intents``: the whole check set and the bookkeeping for intent ``k``
     (what the benchmark times). False when ``out`` is full (``g[G_ERROR]``)."""
-    if g[G_KILL] != 0 and g[G_KILL_DONE] == 0 and not service_kill(intents[k, I_TS], out, g, ro):
+    if load_flag(g, G_KILL) != 0 and g[G_KILL_DONE] == 0 and not service_kill(intents[k, I_TS], out, g, ro):
         return False
     if g[G_OUT_N] >= out.shape[0]:
         g[G_ERROR] = ERR_OUT_FULL
