@@ -66,9 +66,12 @@ def _make_loops():
     apply_exec = cpu.apply_exec
 
     @njit(nogil=True, _nrt=False)  # no reference counting: as the kernels are compiled (kernels/cpu.py)
-    def timed(steps, intents, events, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym, lat,
-              timers):
-        """The flow: ``steps[j] = (0, intent row)`` or ``(1, event row)``; ``lat[intent]`` cycles."""
+    def timed(steps, intents, events, res, out, risk, book, lat, timers):
+        """The flow: ``steps[j] = (0, intent row)`` or ``(1, event row)``; ``lat[intent]`` cycles.
+        ``risk``: ``RiskStage.arrays()``, ``book``: ``BookState.arrays()``."""
+        g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
+        oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
+        bk, li, sym = book.bk, book.li, book.sym
         for j in range(steps.shape[0]):
             g[R.G_OUT_N] = 0
             i = steps[j, 1]
@@ -83,7 +86,7 @@ def _make_loops():
                     R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
                                      sym)
             else:
-                apply_exec(1, events[i:i + 1], out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+                apply_exec(1, events[i:i + 1], out, risk, book)
 
     return timed
 
@@ -504,8 +507,8 @@ def run_case(stage, snap, symbols: list[tuple[int, int]], n: int, repeat: int) -
     res = np.zeros((ni, IN.ND), np.int64)
     lat = np.zeros(ni, np.int64)
     loop = _make_loops()
-    run = lambda timers: loop(steps, intents, events, res, stage.out, *stage._state(), *stage._book(), lat,  # noqa: E731
-                              timers)
+    risk, book = stage.arrays(), stage.book.arrays()
+    run = lambda timers: loop(steps, intents, events, res, stage.out, risk, book, lat, timers)  # noqa: E731
     _restore(stage, snap)
     run(True)  # compile and warm up
     best_s, reasons = float("inf"), None

@@ -114,6 +114,11 @@ def _copy_back(dev, host) -> None:
             _copy_back(d, h)
 
 
+def _pick(cls, bundle):
+    """The fields of bundle type ``cls`` read by name from ``bundle`` (which may have more)."""
+    return cls(*(getattr(bundle, f) for f in cls._fields))
+
+
 def _run_single(kernel, args: dict, changed: tuple[str, ...]) -> np.ndarray:
     """Launch a one-thread kernel on host arrays and bundles (``args``: name -> value, in the
     kernel's argument order, before its ``out``); copy back the arguments named in ``changed``.
@@ -302,17 +307,13 @@ _kill_switch = cuda.jit(device=True)(_risk.kill_switch)
 @cuda.jit
 def _check_intents_kernel(n, intents, res, out_rows, risk, book, out):
     if cuda.grid(1) == 0:
-        g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc = risk
-        bk, li, sym = book
-        out[0] = _check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+        out[0] = _check_intents(n, intents, res, out_rows, risk, book)
 
 
 @cuda.jit
 def _apply_exec_kernel(n, ev, out_rows, risk, book, out):
     if cuda.grid(1) == 0:
-        g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc = risk
-        bk, li, sym = book
-        out[0] = _apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
+        out[0] = _apply_exec(n, ev, out_rows, risk, book)
 
 
 @cuda.jit
@@ -333,17 +334,18 @@ def _kill_switch_kernel(reason, now, out_rows, g, ro, out):
         out[0] = _kill_switch(reason, now, out_rows, g, ro)
 
 
-# what a call changes is copied back: decisions, orders out, risk's state (the limits come back unchanged)
-def check_intents(n, intents, res, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
-    args = dict(n=n, intents=intents, res=res, out_rows=out_rows,
-                risk=RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc), book=BookRefs(bk, li, sym))
+# ``risk`` (RiskArrays) and ``book`` (BookArrays) are staged as the smaller RiskTables and BookRefs:
+# only what the kernel reads goes to the device. What a call changes is copied back: decisions,
+# orders out, risk's state (the limits come back unchanged).
+def check_intents(n, intents, res, out_rows, risk, book):
+    args = dict(n=n, intents=intents, res=res, out_rows=out_rows, risk=_pick(RiskTables, risk),
+                book=_pick(BookRefs, book))
     r = _run_single(_check_intents_kernel, args, ("res", "out_rows", "risk"))
     return int(r[0])
 
 
-def apply_exec(n, ev, out_rows, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
-    args = dict(n=n, ev=ev, out_rows=out_rows, risk=RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc),
-                book=BookRefs(bk, li, sym))
+def apply_exec(n, ev, out_rows, risk, book):
+    args = dict(n=n, ev=ev, out_rows=out_rows, risk=_pick(RiskTables, risk), book=_pick(BookRefs, book))
     r = _run_single(_apply_exec_kernel, args, ("out_rows", "risk"))
     return int(r[0])
 
@@ -457,10 +459,7 @@ def _exec_pending(rings, risk, out, book, risk_rows):
     ``RiskStage.on_exec``; a chunk never wraps the ring), publishing risk's own orders (hedges,
     cancels) to the orders ring. Returns 0 or an ``ERR_*`` code."""
     ctl, bq, iring, oring, ering = rings
-    g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl = risk
-    bk = book.bk
-    li = book.li
-    sym = book.sym
+    g = risk.g
     cuda.threadfence_system()
     head = ctl[_R.CTL_EX_HEAD]
     tail = ctl[_R.CTL_EX_TAIL]
@@ -470,7 +469,7 @@ def _exec_pending(rings, risk, out, book, risk_rows):
         s = tail % ecap
         m = min(risk_rows, head - tail, ecap - s)
         g[_risk.G_OUT_N] = 0
-        _apply_exec(m, ering[s:], out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym)
+        _apply_exec(m, ering[s:], out, risk, book)
         if g[_risk.G_ERROR] != 0:
             return _R.ERR_RISK_OUT
         no = g[_risk.G_OUT_N]
@@ -595,8 +594,6 @@ def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_ro
     fo, fk, pred, intents, res, out = work
     ss, sg, pf, pi = strat
     g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl = risk
-    bk = book.bk
-    li = book.li
     sym = book.sym
     jf, jk, jp = journal
     for i in range(n):
@@ -623,7 +620,7 @@ def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_ro
     while lo < k:
         m = min(risk_rows, k - lo)
         g[_risk.G_OUT_N] = 0
-        _check_intents(m, intents[lo:], res[lo:], out, g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, bk, li, sym)
+        _check_intents(m, intents[lo:], res[lo:], out, risk, book)
         if g[_risk.G_ERROR] != 0:
             return _R.ERR_RISK_OUT
         for j in range(m):

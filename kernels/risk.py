@@ -837,13 +837,18 @@ def process_intent(k, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, 
     return True
 
 
-def check_intents(n, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
+def check_intents(n, intents, res, out, risk, book):
     """Check ``n`` order intents in order; write a decision per intent and the accepted orders
     (plus any kill-switch cancels) to ``out`` from row ``g[G_OUT_N]``.
 
-    ``bk``/``li``/``sym`` are the book state (``pipeline.book.BookState``). Returns the intents
-    processed: ``n``, or fewer when ``out`` filled (``g[G_ERROR] = ERR_OUT_FULL``).
+    ``risk``: risk's state and limits, read by name (``kernels.state.RiskArrays``, or
+    ``RiskTables``); ``book``: the book state's ``bk``, ``li``, ``sym``, read by name
+    (``BookArrays``, or ``BookRefs``). Returns the intents processed: ``n``, or fewer when ``out``
+    filled (``g[G_ERROR] = ERR_OUT_FULL``).
     """
+    g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
+    oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
+    bk, li, sym = book.bk, book.li, book.sym
     k = 0
     while k < n:
         if not process_intent(k, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
@@ -980,11 +985,15 @@ def on_fill(k, x, ev, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li
         hedge_check(loc, now, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
 
 
-def apply_exec(n, ev, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
+def apply_exec(n, ev, out, risk, book):
     """Apply ``n`` execution events in order: acknowledgements, rejects, fills (positions, PnL,
     repeated-execution throttle, auto-hedge), cancels, replaces, session disconnect/connect.
-    Risk-made orders (hedges, cancels) go to ``out`` from row ``g[G_OUT_N]``. Returns the events
-    processed (fewer than ``n`` only when ``out`` filled: ``g[G_ERROR]``)."""
+    Risk-made orders (hedges, cancels) go to ``out`` from row ``g[G_OUT_N]``. ``risk`` and
+    ``book`` as for ``check_intents``. Returns the events processed (fewer than ``n`` only when
+    ``out`` filled: ``g[G_ERROR]``)."""
+    g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
+    oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
+    bk, li, sym = book.bk, book.li, book.sym
     k = 0
     while k < n:
         now = ev[k, E_TS]

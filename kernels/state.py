@@ -46,12 +46,13 @@ ModelArrays = namedtuple("ModelArrays", "in_col in_rel in_scale in_shift n_layer
 #: the strategy's state and parameters (``kernels/strategy.py``; positions come from risk)
 StrategyArrays = namedtuple("StrategyArrays", "ss sg pf pi")
 
-#: risk's state and limits (``kernels/risk.py``), in ``check_intents`` order, then the per-symbol
-#: override table ``feed_health`` binds from
+#: risk's state and limits (``kernels/risk.py``), then the per-symbol override table
+#: ``feed_health`` binds from; ``check_intents`` and ``apply_exec`` read it by name
 RiskArrays = namedtuple("RiskArrays", "g lim ls ps hs ro oh ofree st rt rc ovk ovl")
 
-#: risk's state and limits alone, in ``check_intents`` / ``apply_exec`` order (``RiskArrays``
-#: without the override table), and the book tables risk reads
+#: risk's state and limits alone (``RiskArrays`` without the override table), and the book
+#: tables risk reads (of ``BookArrays``): what the CUDA stage kernels stage for ``check_intents``
+#: and ``apply_exec``, which read either bundle by name
 RiskTables = namedtuple("RiskTables", "g lim ls ps hs ro oh ofree st rt rc")
 BookRefs = namedtuple("BookRefs", "bk li sym")
 

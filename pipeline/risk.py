@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from kernels import intents as IN
 from kernels import risk as R
 from kernels.events import EventTable, pack_ascii, unpack_ascii
+from kernels.state import RiskArrays
 
 DOLLAR = 10_000  # Price(4) x shares per dollar
 
@@ -199,10 +200,6 @@ class RiskStage:
         return cls(backend, cfg.risk, book, max_sessions=int(cfg.feed.max_sessions))
 
     # -- kernels ------------------------------------------------------------------------------------
-    def _state(self) -> tuple[np.ndarray, ...]:
-        s = self.state
-        return (s.g, self.lim, s.ls, s.ps, s.hs, s.ro, s.oh, s.ofree, s.st, s.rt, s.rc)
-
     def _book(self) -> tuple[np.ndarray, ...]:
         return (self.book.bk, self.book.li, self.book.sym)
 
@@ -231,13 +228,13 @@ class RiskStage:
         decisions = np.zeros((n, IN.ND), np.int64)
         orders = []
         base = 0
+        risk, book = self.arrays(), self.book.arrays()
         for lo in range(0, max(n, 1), self.batch_rows):
             m = min(self.batch_rows, n - lo)
             if m <= 0:
                 break
             self.state.g[R.G_OUT_N] = 0
-            done = self.k.check_intents(m, intents[lo:lo + m], self.res, self.out, *self._state(),
-                                        *self._book())
+            done = self.k.check_intents(m, intents[lo:lo + m], self.res, self.out, risk, book)
             self._check_error("check")
             d = self.res[:done].copy()
             d[:, IN.D_OUT] = np.where(d[:, IN.D_OUT] >= 0, d[:, IN.D_OUT] + base, -1)
@@ -253,10 +250,11 @@ class RiskStage:
         events = np.ascontiguousarray(events, dtype=np.int64).reshape(-1, IN.NE)
         n = events.shape[0] if n is None else int(n)
         orders = []
+        risk, book = self.arrays(), self.book.arrays()
         for lo in range(0, n, self.batch_rows):
             m = min(self.batch_rows, n - lo)
             self.state.g[R.G_OUT_N] = 0
-            self.k.apply_exec(m, events[lo:lo + m], self.out, *self._state(), *self._book())
+            self.k.apply_exec(m, events[lo:lo + m], self.out, risk, book)
             self._check_error("execution events")
             orders.append(self._orders())
         return np.concatenate(orders) if orders else np.zeros((0, IN.NI), np.int64)
@@ -278,8 +276,8 @@ class RiskStage:
         s = self.state
         none_i = np.zeros((0, IN.NI), np.int64)
         none_e = np.zeros((0, IN.NE), np.int64)
-        self.k.check_intents(0, none_i, self.res, self.out, *self._state(), *self._book())
-        self.k.apply_exec(0, none_e, self.out, *self._state(), *self._book())
+        self.k.check_intents(0, none_i, self.res, self.out, self.arrays(), self.book.arrays())
+        self.k.apply_exec(0, none_e, self.out, self.arrays(), self.book.arrays())
         z = np.zeros(0, np.int64)
         self.k.feed_health(0, z.astype(np.uint16), z.astype(np.uint64), z.astype(np.uint16), z, s.g.copy(), self.lim,
                            s.ls, s.ps, s.hs, self.ovk, self.ovl, self.book.sym)
@@ -431,11 +429,9 @@ class RiskStage:
         }
 
     # -- bundles and errors for fused kernels (pipeline/tick.py, pipeline/gpu.py) ------------------
-    def arrays(self):
-        """State, limits and the override table as a ``kernels.state.RiskArrays`` bundle (the
-        kernels' argument order: ``check_intents`` after ``out``, then ``ovk``, ``ovl``)."""
-        from kernels.state import RiskArrays
-
+    def arrays(self) -> RiskArrays:
+        """State, limits and the override table as a ``kernels.state.RiskArrays`` bundle (what
+        ``check_intents`` and ``apply_exec`` take, with ``BookState.arrays()``)."""
         s = self.state
         return RiskArrays(s.g, self.lim, s.ls, s.ps, s.hs, s.ro, s.oh, s.ofree, s.st, s.rt, s.rc, self.ovk, self.ovl)
 

@@ -133,8 +133,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
             ni = strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
             if ni > 0:
                 g[R.G_OUT_N] = 0
-                dn = check_intents(ni, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
-                                   bsym)
+                dn = check_intents(ni, intents, res, out, risk, book)
                 if g[R.G_ERROR] != 0 or dn < ni:
                     x[X_STOP] = STOP_RISK
                     break

@@ -878,18 +878,20 @@ from kernels.state import BookRefs, RiskTables
 from tests.test_risk import Env
 
 e = Env(cpu)
-s, b = e.risk._state(), e.risk._book()
+r, bs = e.risk.arrays(), e.risk.book
+tables = RiskTables(r.g, r.lim, r.ls, r.ps, r.hs, r.ro, r.oh, r.ofree, r.st, r.rt, r.rc)
+refs = BookRefs(bs.bk, bs.li, bs.sym)
 ret = np.zeros(3, np.int64)
 one = np.zeros((1, IN.NI), np.int64)
 ev = np.zeros((1, IN.NE), np.int64)
 c = {k: np.zeros(1, v.dtype) for k, v in __import__("kernels.events", fromlist=["x"]).EventTable(1).cols.items()}
-g, lim, ls, ps, hs, ro = s[0], s[1], s[2], s[3], s[4], s[5]
+g, lim, ls, ps, hs, ro = r.g, r.lim, r.ls, r.ps, r.hs, r.ro
 cases = {
-    "check_intents": (gpu._check_intents_kernel, (1, one, e.risk.res, e.risk.out, RiskTables(*s), BookRefs(*b), ret)),
-    "apply_exec": (gpu._apply_exec_kernel, (1, ev, e.risk.out, RiskTables(*s), BookRefs(*b), ret)),
+    "check_intents": (gpu._check_intents_kernel, (1, one, e.risk.res, e.risk.out, tables, refs, ret)),
+    "apply_exec": (gpu._apply_exec_kernel, (1, ev, e.risk.out, tables, refs, ret)),
     "feed_health": (gpu._feed_health_kernel, (1, c["sess"], c["seq"], c["locate"], c["ts"], g, lim, ls, ps, hs,
-                                              e.risk.ovk, e.risk.ovl, b[2], ret)),
-    "mark_to_market": (gpu._mark_to_market_kernel, (0, e.risk.out, g, lim, ps, ro, *b, ret)),
+                                              e.risk.ovk, e.risk.ovl, bs.sym, ret)),
+    "mark_to_market": (gpu._mark_to_market_kernel, (0, e.risk.out, g, lim, ps, ro, bs.bk, bs.li, bs.sym, ret)),
     "kill_switch": (gpu._kill_switch_kernel, (1, 0, e.risk.out, g, ro, ret)),
 }
 for name, (k, args) in cases.items():
