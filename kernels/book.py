@@ -413,15 +413,19 @@ def set_stock(loc, stk, sym, subs):
             sym[loc, S_SUBSCRIBED] = 1
 
 
-def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk):
+def apply_events(n, ev, book, feat, fo, fk):
     """Apply ``n`` events of the event table to the books, in order.
 
-    ``ref``/``new_ref``/``stock`` are the event columns viewed as int64. Stops before the first
-    event with ``ts > stop_ts`` and at the first capacity error (``ctr[C_ERROR]``, with the
-    event index in ``ctr[C_ERROR_EVENT]``). Writes a feature row (``fo``/``fk``) for every
-    book change or trade on a subscribed symbol. Returns ``(events applied, feature rows)``.
+    Bundles (``kernels/state.py``): ``ev`` BookEvents (``ref``/``new_ref``/``stock`` are the
+    event columns viewed as int64), ``book`` BookArrays (the book state), ``feat`` FeatureConf
+    (``params``, ``subs``, ``stop_ts``). Stops before the first event with ``ts > stop_ts`` and
+    at the first capacity error (``ctr[C_ERROR]``, with the event index in
+    ``ctr[C_ERROR_EVENT]``). Writes a feature row (``fo``/``fk``) for every book change or trade
+    on a subscribed symbol. Returns ``(events applied, feature rows)``.
     """
+    kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
+    oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
+    p, subs, stop_ts = feat
     omask = ok.shape[0] - 1
     lmask = lk.shape[0] - 1
     nsym = sym.shape[0]

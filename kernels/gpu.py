@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from kernels import framing as _framing
 from kernels import itch as _itch
 from kernels import stats as S
-from kernels.state import BookArrays, BookEvents, BookRefs, Events, FeatureConf, Frames, ModelArrays, RiskTables
+from kernels.state import BookArrays, BookEvents, BookRefs, Events, Frames, ModelArrays, RiskTables
 
 _decode_message = cuda.jit(device=True)(_itch.decode_message)
 _index_pcap = cuda.jit(device=True)(_framing.index_pcap)
@@ -212,12 +212,7 @@ def _apply_events_kernel(n, ev, book, feat, fo, fk, out):
     # Book updates are a chain: one thread applies the batch in order. The device-resident
     # pipeline partitions symbols across threads; this edge is the reference for it.
     if cuda.grid(1) == 0:
-        kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
-        oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
-        p, subs, stop_ts = feat
-        i, nf = _apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-                              oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts,
-                              fo, fk)
+        i, nf = _apply_events(n, ev, book, feat, fo, fk)
         out[0] = i
         out[1] = nf
 
@@ -228,11 +223,8 @@ def _top_levels_kernel(book, depth, bk, li, lj, res, out):
         out[0] = _top_levels(book, depth, bk, li, lj, res)
 
 
-def apply_events(n, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-                 oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, stop_ts, fo, fk):
-    args = dict(n=n, ev=BookEvents(kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha),
-                book=BookArrays(oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr),
-                feat=FeatureConf(p, subs, stop_ts), fo=fo, fk=fk)
+def apply_events(n, ev, book, feat, fo, fk):
+    args = dict(n=n, ev=ev, book=book, feat=feat, fo=fo, fk=fk)
     r = _run_single(_apply_events_kernel, args, ("book", "fo", "fk"))
     return int(r[0]), int(r[1])
 
@@ -491,7 +483,6 @@ def _books_shard(p, n, ev, evi, book, feat, shards):
     kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
     ref_i, new_ref_i, stock_i = evi
     oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
-    bp, subs, stop_ts = feat
     status, frow, fo_s, fk_s, sctr, shard_dims = shards
     nsh = shard_dims[0]
     so = shard_dims[1]
@@ -501,18 +492,14 @@ def _books_shard(p, n, ev, evi, book, feat, shards):
     pc = sctr[p]
     if pc[_B.C_ERROR] != 0:
         return
-    pofree = ofree[p * so:(p + 1) * so]
-    pok = ok[p * ho:(p + 1) * ho]
-    pov = ov[p * ho:(p + 1) * ho]
-    plfree = lfree[p * sl:(p + 1) * sl]
-    plk = lk[p * hl:(p + 1) * hl]
-    plv = lv[p * hl:(p + 1) * hl]
+    # the shard's slices of the order and level tables, hashes and free stacks, and its counters
+    pbook = BookArrays(oi, oj, ofree[p * so:(p + 1) * so], ok[p * ho:(p + 1) * ho], ov[p * ho:(p + 1) * ho], li, lj,
+                       lfree[p * sl:(p + 1) * sl], lk[p * hl:(p + 1) * hl], lv[p * hl:(p + 1) * hl], bk, sym, fs, pc)
     for i in range(n):
         if status[i] == _itch.OK and _R.shard_of(_i64(locate[i]), nsh) == p:
-            done, nf = _apply_events(1, kind[i:], side[i:], locate[i:], ts[i:], seq[i:], ref_i[i:], new_ref_i[i:],
-                                     shares[i:], price[i:], stock_i[i:], aux[i:], alpha[i:], oi, oj, pofree, pok,
-                                     pov, li, lj, plfree, plk, plv, bk, sym, fs, pc, bp, subs, stop_ts, fo_s[i:],
-                                     fk_s[i:])
+            one = BookEvents(kind[i:], side[i:], locate[i:], ts[i:], seq[i:], ref_i[i:], new_ref_i[i:], shares[i:],
+                             price[i:], stock_i[i:], aux[i:], alpha[i:])
+            done, nf = _apply_events(1, one, pbook, feat, fo_s[i:], fk_s[i:])
             frow[i] = nf
             if pc[_B.C_ERROR] != 0:
                 pc[_B.C_ERROR_EVENT] = i

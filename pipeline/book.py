@@ -10,7 +10,16 @@ import numpy as np
 from kernels import book as B
 from kernels import features as FT
 from kernels.events import EventTable, pack_ascii, unpack_ascii
-from kernels.state import BookArrays, FeatureConf
+from kernels.state import BookArrays, BookEvents, FeatureConf
+
+
+def book_events(cols: dict[str, np.ndarray], lo: int = 0, hi: int | None = None) -> BookEvents:
+    """Rows ``lo:hi`` of the event table's columns ``cols`` as the ``BookEvents`` bundle
+    ``apply_events`` reads (``ref``, ``new_ref``, ``stock`` viewed as int64)."""
+    sl = slice(lo, hi)
+    return BookEvents(cols["kind"][sl], cols["side"][sl], cols["locate"][sl], cols["ts"][sl], cols["seq"][sl],
+                      cols["ref"][sl].view(np.int64), cols["new_ref"][sl].view(np.int64), cols["shares"][sl],
+                      cols["price"][sl], cols["stock"][sl].view(np.int64), cols["aux"][sl], cols["alpha"][sl])
 
 
 class BookCapacityError(RuntimeError):
@@ -135,10 +144,7 @@ class BookStage:
     def __call__(self, t: EventTable) -> FeatureBatch:
         c = t.cols
         n = t.n
-        done, nf = self.k.apply_events(
-            n, c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
-            c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"], c["alpha"],
-            *self.state.arrays(), self.params, self.subs, self.stop_ts, self.fo, self.fk)
+        done, nf = self.k.apply_events(n, book_events(c), self.state.arrays(), self.feature_conf(), self.fo, self.fk)
         err = int(self.state.ctr[B.C_ERROR])
         if err:
             at = int(self.state.ctr[B.C_ERROR_EVENT])

@@ -29,7 +29,7 @@ from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health,
                          strategy_batch)
 from kernels.intents import ND, NI
 from kernels.memory import prefault
-from kernels.state import Events, Frames, TickSession, Work
+from kernels.state import BookEvents, Events, Frames, TickSession, Work
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -92,11 +92,10 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
     decode and book shards), so the two are not one body (``kernels/gpu.py: pipeline_kernel``)."""
     buf, off, length, mseq, msess, mrx = frames
     kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
-    ref64 = ref.view(np.int64)
-    nref64 = new_ref.view(np.int64)
-    stock64 = stock.view(np.int64)
-    oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr = book
-    book_params, subs, stop_ts = feat
+    bev = BookEvents(kind, side, locate, ts, seq, ref.view(np.int64), new_ref.view(np.int64), shares, price,
+                     stock.view(np.int64), aux, alpha)
+    bsym = book.sym
+    ctr = book.ctr
     in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
     h, hb = scratch
     ss, sg, pf, pi = strat
@@ -117,9 +116,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
         m = decode_batch(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z], z - a, 0,
                          kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match,
                          stock, aux, alpha, stats)
-        _, nf = apply_events(m, kind, side, locate, ts, seq, ref64, nref64, shares, price, stock64, aux, alpha,
-                             oi, oj, ofr, ok, ov, li, lj, lfree, lk, lv, bk, bsym, fs, ctr, book_params, subs,
-                             stop_ts, fo, fk)
+        _, nf = apply_events(m, bev, book, feat, fo, fk)
         if ctr[B.C_ERROR] != 0:
             x[X_STOP] = STOP_BOOK
             break

@@ -55,6 +55,8 @@ from kernels import book as B
 from kernels import cpu as K
 from kernels.events import EventTable, pack_ascii
 from kernels.intents import MAX_PRICE, MAX_QTY
+from kernels.state import FeatureConf
+from pipeline.book import book_events
 
 BUY, SELL = 0, 1
 TIF_DAY, TIF_IOC = 0, 1
@@ -107,14 +109,20 @@ def parse_price(text: str) -> int:
 
 # --- compiled helpers ------------------------------------------------------------------------
 
-def _apply_annotated(i0, i1, kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha,
-                     oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs, fo, fk,
-                     s_kind, s_side, s_locate, s_ts, s_seq, s_ref, s_new_ref, s_shares, s_price, s_stock,
-                     s_aux, s_alpha, pre_book, pre_price):
-    """Apply events ``i0 .. i1-1`` one at a time through ``apply_events``, first recording for
-    each D/X/E/C/U the book (``locate*2+side``) and price of the order it references
-    (``pre_book = -1`` when the reference is unknown or the event is of another kind).
-    Returns the index after the last event applied (less than ``i1`` on a capacity error)."""
+def _apply_annotated(i0, i1, ev, book, feat, fo, fk, one, pre_book, pre_price):
+    """Apply events ``i0 .. i1-1`` of ``ev`` one at a time through ``apply_events`` (each copied
+    to ``one``, a one-row scratch; ``ev`` and ``one`` are ``BookEvents``, ``book`` BookArrays,
+    ``feat`` FeatureConf: ``kernels/state.py``), first recording for each D/X/E/C/U the book
+    (``locate*2+side``) and price of the order it references (``pre_book = -1`` when the
+    reference is unknown or the event is of another kind). Returns the index after the last
+    event applied (less than ``i1`` on a capacity error)."""
+    kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
+    s_kind, s_side, s_locate, s_ts, s_seq, s_ref, s_new_ref, s_shares, s_price, s_stock, s_aux, s_alpha = one
+    oi = book.oi
+    oj = book.oj
+    ok = book.ok
+    ov = book.ov
+    ctr = book.ctr
     omask = ok.shape[0] - 1
     for i in range(i0, i1):
         t = kind[i]
@@ -139,9 +147,7 @@ def _apply_annotated(i0, i1, kind, side, locate, ts, seq, ref, new_ref, shares, 
             s_aux[0, a] = aux[i, a]
         for a in range(alpha.shape[1]):
             s_alpha[0, a] = alpha[i, a]
-        K.apply_events(1, s_kind, s_side, s_locate, s_ts, s_seq, s_ref, s_new_ref, s_shares, s_price, s_stock,
-                       s_aux, s_alpha, oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr, p, subs,
-                       np.int64(1) << 62, fo, fk)
+        K.apply_events(1, one, book, feat, fo, fk)
         if ctr[B.C_ERROR] != 0:
             ctr[B.C_ERROR_EVENT] = i
             return i
@@ -517,25 +523,15 @@ class MatchingEngine:
         c = t.cols
         st = self.state
         self.counters["events"] += i1 - i0
+        feat = FeatureConf(self._params, self._subs, np.int64(INF))
         if not self._resting:
-            sl = slice(i0, i1)
-            done, _ = self.k.apply_events(
-                i1 - i0, c["kind"][sl], c["side"][sl], c["locate"][sl], c["ts"][sl], c["seq"][sl],
-                c["ref"][sl].view(np.int64), c["new_ref"][sl].view(np.int64), c["shares"][sl], c["price"][sl],
-                c["stock"][sl].view(np.int64), c["aux"][sl], c["alpha"][sl], *st.arrays(), self._params,
-                self._subs, np.int64(INF), self._fo, self._fk)
+            done, _ = self.k.apply_events(i1 - i0, book_events(c, i0, i1), st.arrays(), feat, self._fo, self._fk)
             if st.ctr[B.C_ERROR]:
                 st.ctr[B.C_ERROR_EVENT] += i0
                 self._raise_capacity(c)
             return
-        s = self._scratch.cols
-        ref64 = c["ref"].view(np.int64)
-        done = apply_annotated(
-            i0, i1, c["kind"], c["side"], c["locate"], c["ts"], c["seq"], ref64, c["new_ref"].view(np.int64),
-            c["shares"], c["price"], c["stock"].view(np.int64), c["aux"], c["alpha"], *st.arrays(), self._params,
-            self._subs, self._fo, self._fk, s["kind"], s["side"], s["locate"], s["ts"], s["seq"],
-            s["ref"].view(np.int64), s["new_ref"].view(np.int64), s["shares"], s["price"], s["stock"].view(np.int64),
-            s["aux"], s["alpha"], self._pre_book, self._pre_price)
+        done = apply_annotated(i0, i1, book_events(c), st.arrays(), feat, self._fo, self._fk,
+                               book_events(self._scratch.cols), self._pre_book, self._pre_price)
         if st.ctr[B.C_ERROR]:
             self._raise_capacity(c)
         self._match_range(c, i0, done)
