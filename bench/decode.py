@@ -41,6 +41,7 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
     """Frame and decode a whole in-memory BinaryFILE batch by batch; ``after(table)`` is called
     on each decoded batch (the book benchmark books it). Returns the messages decoded."""
     from kernels import stats as S
+    from kernels.state import Events, Frames
 
     off, length, seq, sess, rx = idx
     stats = S.new_stats()
@@ -50,7 +51,7 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
         if n == 0:
             break
         nxt += n
-        table.n = int(k.decode_batch(data, off, length, seq, sess, rx, n, 0, *table.columns(), stats))
+        table.n = int(k.decode_batch(Frames(data, off, length, seq, sess, rx), n, 0, Events(*table.columns()), stats))
         if after is not None:
             after(table)
         if status != 0:
@@ -60,6 +61,7 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
 
 def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
     from kernels import stats as S
+    from kernels.state import Events, Frames
 
     off, length, seq, sess, rx = idx
     stats = S.new_stats()
@@ -76,7 +78,7 @@ def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
         while i < n:
             m, i = k.split_mold(data, pay_off, pay_len, pay_rx, i, n, sid, snext, nsess, off, length, seq, sess,
                                 rx, stats)
-            k.decode_batch(data, off, length, seq, sess, rx, m, 0, *table.columns(), stats)
+            k.decode_batch(Frames(data, off, length, seq, sess, rx), m, 0, Events(*table.columns()), stats)
     return int(stats[S.DECODED])
 
 

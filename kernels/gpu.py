@@ -169,18 +169,14 @@ def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, 
     return int(r[0]), int(r[1])
 
 
-def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,
-                 kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
-                 price, match, stock, aux, alpha, stats):
+def decode_batch(frames, n, start_row, ev, stats):
     """Decode on the device, one thread per message; same contract as the CPU ``decode_batch``
     (rows compacted from ``start_row``, outcomes counted in ``stats``)."""
     if n == 0:
         return start_row
-    cols = Events(kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price,
-                  match, stock, aux, alpha)
-    d_frames = Frames(cuda.to_device(buf), *(cuda.to_device(a[:n]) for a in (msg_off, msg_len, msg_seq, msg_sess,
-                                                                            msg_rx)))
-    d_cols = Events(*(cuda.to_device(np.zeros((n,) + c.shape[1:], dtype=c.dtype)) for c in cols))
+    d_frames = Frames(cuda.to_device(frames.buf), *(cuda.to_device(a[:n]) for a in (frames.off, frames.length,
+                                                                                   frames.seq, frames.sess, frames.rx)))
+    d_cols = Events(*(cuda.to_device(np.zeros((n,) + c.shape[1:], dtype=c.dtype)) for c in ev))
     d_status = cuda.device_array(n, dtype=np.int64)
     blocks = (n + THREADS - 1) // THREADS
     _decode_kernel[blocks, THREADS](d_frames, n, d_status, d_cols)
@@ -188,9 +184,9 @@ def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,
     ok = status == _itch.OK
     row = start_row
     m = int(ok.sum())
-    for c, d in zip(cols, d_cols):
+    for c, d in zip(ev, d_cols):
         c[row:row + m] = d.copy_to_host()[ok]
-    kinds = kind[row:row + m]
+    kinds = ev.kind[row:row + m]
     stats[S.TYPE_BASE:S.TYPE_BASE + 256] += np.bincount(kinds, minlength=256)
     bad = status[~ok]
     if bad.size:

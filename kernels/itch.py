@@ -195,14 +195,17 @@ def decode_message(buf, off, length, mseq, msess, mrx, row,
     return OK
 
 
-def decode_batch(buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx, n, start_row,
-                 kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares,
-                 price, match, stock, aux, alpha, stats):
-    """Decode ``n`` message blocks into rows ``start_row...``, skipping and counting bad ones.
+def decode_batch(frames, n, start_row, ev, stats):
+    """Decode the first ``n`` message blocks of ``frames`` into rows ``start_row...`` of ``ev``,
+    skipping and counting bad ones.
 
-    Returns the row after the last one written. Counts ``stats[MESSAGES_IN]``, ``DECODED``,
-    per-type counts at ``stats[TYPE_BASE + type]`` and the reason of every skipped block.
+    Bundles (``kernels/state.py``): ``frames`` Frames (the bytes and one descriptor per message),
+    ``ev`` Events (the event table's columns). Returns the row after the last one written.
+    Counts ``stats[MESSAGES_IN]``, ``DECODED``, per-type counts at ``stats[TYPE_BASE + type]``
+    and the reason of every skipped block.
     """
+    buf, msg_off, msg_len, msg_seq, msg_sess, msg_rx = frames
+    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
     row = start_row
     for i in range(n):
         r = decode_message(buf, msg_off[i], msg_len[i], msg_seq[i], msg_sess[i], msg_rx[i], row,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from kernels.events import EventTable
+from kernels.state import Events, Frames
 from replay.capture import MessageBatch
 
 
@@ -28,6 +29,6 @@ class DecodeStage:
         t = self.table
         if batch.n > t.capacity:
             raise RuntimeError(f"batch of {batch.n} messages exceeds the event table ({t.capacity})")
-        t.n = int(self.k.decode_batch(batch.buf, batch.off, batch.length, batch.seq, batch.sess,
-                                      batch.rx, batch.n, 0, *t.columns(), self.stats))
+        frames = Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx)
+        t.n = int(self.k.decode_batch(frames, batch.n, 0, Events(*t.columns()), self.stats))
         return t

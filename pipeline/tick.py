@@ -113,9 +113,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
         t0 = rdtsc()
         a = pk_lo[k]
         z = pk_hi[k]
-        m = decode_batch(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z], z - a, 0,
-                         kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match,
-                         stock, aux, alpha, stats)
+        m = decode_batch(Frames(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z]), z - a, 0, ev, stats)
         _, nf = apply_events(m, bev, book, feat, fo, fk)
         if ctr[B.C_ERROR] != 0:
             x[X_STOP] = STOP_BOOK

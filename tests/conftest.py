@@ -71,6 +71,7 @@ def decode_blocks(k, blocks: list[bytes]):
     """Decode a list of raw ITCH blocks with backend ``k``; returns (records, stats)."""
     from kernels import stats as S
     from kernels.events import EventTable
+    from kernels.state import Events, Frames
 
     from tests.packets import lay_out
 
@@ -82,5 +83,5 @@ def decode_blocks(k, blocks: list[bytes]):
     rx = np.zeros(max(n, 1), np.int64)
     table = EventTable(max(n, 1))
     stats = S.new_stats()
-    table.n = k.decode_batch(buf, off, length, seq, sess, rx, n, 0, *table.columns(), stats)
+    table.n = k.decode_batch(Frames(buf, off, length, seq, sess, rx), n, 0, Events(*table.columns()), stats)
     return table.to_records(), stats

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from kernels import cpu, framing, itch
 from kernels import stats as S
 from kernels.itch_spec import LENGTHS
+from kernels.state import Events, Frames
 from replay.capture import MIN_CHUNK, CaptureReader
 from replay.report import truncation_line
 from tests.packets import binaryfile, itch_msg, mold, pcap_bytes, pcapng_bytes, udp_frame
@@ -37,11 +38,18 @@ def _guard(fn):
     return run
 
 
+def _guard_frames(fn):
+    """``_guard`` for a kernel that takes its buffer in a ``Frames`` bundle (first argument)."""
+    def run(frames, *args):
+        return fn(frames._replace(buf=frames.buf.view(Guarded)), *args)
+    return run
+
+
 # The kernel bodies as plain Python, reading through the guard.
 PYTHON_BODIES = types.SimpleNamespace(
     index_pcap=_guard(framing.index_pcap), index_pcapng=_guard(framing.index_pcapng),
     index_binaryfile=_guard(framing.index_binaryfile), split_mold=_guard(framing.split_mold),
-    decode_batch=_guard(itch.decode_batch),
+    decode_batch=_guard_frames(itch.decode_batch),
 )
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -61,8 +69,8 @@ def run_both(path):
         table = EventTable(reader.batch_rows)
         recs = []
         for b in reader:
-            table.n = k.decode_batch(b.buf, b.off, b.length, b.seq, b.sess, b.rx, b.n, 0, *table.columns(),
-                                     reader.stats)
+            table.n = k.decode_batch(Frames(b.buf, b.off, b.length, b.seq, b.sess, b.rx), b.n, 0,
+                                     Events(*table.columns()), reader.stats)
             recs.append(table.to_records())
         out.append((np.concatenate(recs) if recs else None, reader))
     (r_py, rd_py), (r_cpu, rd_cpu) = out
@@ -176,6 +184,6 @@ def test_the_guard_catches_out_of_range_reads():
     length = np.array([36], np.int32)
     z = np.zeros(1, np.uint64), np.zeros(1, np.uint16), np.zeros(1, np.int64)
     with pytest.raises(IndexError, match="outside"):
-        PYTHON_BODIES.decode_batch(buf, bad_off, length, *z, 1, 0, *t.columns(), S.new_stats())
+        PYTHON_BODIES.decode_batch(Frames(buf, bad_off, length, *z), 1, 0, Events(*t.columns()), S.new_stats())
     with pytest.raises(IndexError, match="outside"):
         buf.view(Guarded)[-1]

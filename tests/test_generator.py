@@ -20,6 +20,7 @@ from kernels import cpu
 from tests.packets import read_binaryfile
 from kernels import stats as S
 from kernels.events import EventTable, unpack_ascii
+from kernels.state import Events, Frames
 from replay.generator import (
     DEFAULT_DATE_NS,
     MARKET_OPEN_NS,
@@ -151,7 +152,7 @@ def test_every_message_decodes_with_our_kernels(day):
     n, pos, status = cpu.index_binaryfile(buf, 0, len(buf), np.uint64(1), mo, ml, ms, mss, mr, st)
     assert n == N and pos == len(buf) and st[S.END_OF_SESSION] == 1
     ev = EventTable(cap)
-    rows = cpu.decode_batch(buf, mo, ml, ms, mss, mr, n, 0, *ev.columns(), st)
+    rows = cpu.decode_batch(Frames(buf, mo, ml, ms, mss, mr), n, 0, Events(*ev.columns()), st)
     ev.n = rows
     assert rows == N and st[S.DECODED] == N
     assert st[S.UNKNOWN_TYPE] == 0 and st[S.BAD_LENGTH] == 0
