@@ -61,7 +61,7 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
 
 def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
     from kernels import stats as S
-    from kernels.state import Events, Frames
+    from kernels.state import Events, Frames, MoldSessions, Payloads
 
     off, length, seq, sess, rx = idx
     stats = S.new_stats()
@@ -76,8 +76,8 @@ def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
             break
         i = 0
         while i < n:
-            m, i = k.split_mold(data, pay_off, pay_len, pay_rx, i, n, sid, snext, nsess, off, length, seq, sess,
-                                rx, stats)
+            m, i = k.split_mold(Payloads(data, pay_off, pay_len, pay_rx), i, n, MoldSessions(sid, snext, nsess),
+                                Frames(data, off, length, seq, sess, rx), stats)
             k.decode_batch(Frames(data, off, length, seq, sess, rx), m, 0, Events(*table.columns()), stats)
     return int(stats[S.DECODED])
 

@@ -303,9 +303,12 @@ def add_session(buf, p, sess_id, n_sess):
     return s
 
 
-def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
-               msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
+def split_mold(pay, first, n_pay, sessions, msgs, stats):
     """Split MoldUDP64 packets into message blocks, tracking sequence numbers per session.
+
+    Bundles (``kernels/state.py``): ``pay`` Payloads (the packets' UDP payloads in ``pay.buf``),
+    ``sessions`` MoldSessions, ``msgs`` Frames (the message index written: ``off``, ``length``,
+    ``seq``, ``sess``, ``rx``; its ``buf`` is ``pay.buf`` and is not read).
 
     ``sess_id`` (uint8[K, 10]) / ``sess_next`` (uint64[K]) hold the sessions seen so far and the
     next expected sequence number of each; ``n_sess[0]`` how many are in use. A message whose
@@ -316,6 +319,13 @@ def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, 
     Returns ``(messages written, index of the next packet to split)``; ``(-1, i)`` if the
     outputs were too small for a single packet.
     """
+    buf, pay_off, pay_len, pay_rx = pay
+    sess_id, sess_next, n_sess = sessions
+    msg_off = msgs.off
+    msg_len = msgs.length
+    msg_seq = msgs.seq
+    msg_sess = msgs.sess
+    msg_rx = msgs.rx
     m = 0
     cap = msg_off.shape[0]
     max_sess = sess_id.shape[0]

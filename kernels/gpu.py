@@ -87,11 +87,9 @@ def _index_binaryfile_kernel(buf, pos, end, next_seq, msg_off, msg_len, msg_seq,
 
 
 @cuda.jit
-def _split_mold_kernel(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
-                       msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats, out):
+def _split_mold_kernel(pay, first, n_pay, sessions, msgs, stats, out):
     if cuda.grid(1) == 0:
-        m, nxt = _split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
-                             msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats)
+        m, nxt = _split_mold(pay, first, n_pay, sessions, msgs, stats)
         out[0] = m
         out[1] = nxt
 
@@ -160,12 +158,12 @@ def index_binaryfile(buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_ses
     return int(r[0]), int(r[1]), int(r[2])
 
 
-def split_mold(buf, pay_off, pay_len, pay_rx, first, n_pay, sess_id, sess_next, n_sess,
-               msg_off, msg_len, msg_seq, msg_sess, msg_rx, stats):
-    args = dict(buf=buf, pay_off=pay_off, pay_len=pay_len, pay_rx=pay_rx, first=first, n_pay=n_pay, sess_id=sess_id,
-                sess_next=sess_next, n_sess=n_sess, msg_off=msg_off, msg_len=msg_len, msg_seq=msg_seq,
-                msg_sess=msg_sess, msg_rx=msg_rx, stats=stats)
-    r = _run_single(_split_mold_kernel, args, ("sess_id", "sess_next", "n_sess") + _MESSAGES)
+def split_mold(pay, first, n_pay, sessions, msgs, stats):
+    # msgs.buf is pay.buf, which the kernel does not read through msgs: a one-byte stand-in is
+    # staged (and copied back) instead of the bytes a second time
+    args = dict(pay=pay, first=first, n_pay=n_pay, sessions=sessions,
+                msgs=msgs._replace(buf=np.zeros(1, pay.buf.dtype)), stats=stats)
+    r = _run_single(_split_mold_kernel, args, ("sessions", "msgs", "stats"))
     return int(r[0]), int(r[1])
 
 

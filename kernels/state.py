@@ -22,6 +22,14 @@ from kernels.events import COLUMN_NAMES
 #: ``length`` int32, ``seq`` uint64 (MoldUDP64 sequence), ``sess`` uint16, ``rx`` int64 (ns)
 Frames = namedtuple("Frames", "buf off length seq sess rx")
 
+#: UDP payloads in ``buf`` (what ``index_pcap`` / ``index_pcapng`` index, ``split_mold`` reads):
+#: ``buf`` uint8, ``off`` and ``length`` int64 (bytes), ``rx`` int64 (capture time, ns)
+Payloads = namedtuple("Payloads", "buf off length rx")
+
+#: the MoldUDP64 sessions seen so far (``split_mold``): ``sess_id`` uint8 [K, 10], ``sess_next``
+#: uint64 [K] (next expected sequence number of each), ``n_sess`` int64 [1] (rows in use)
+MoldSessions = namedtuple("MoldSessions", "sess_id sess_next n_sess")
+
 #: the event table's columns (``kernels/events.py``: EVENT_COLUMNS, in that order)
 Events = namedtuple("Events", COLUMN_NAMES)
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from kernels import framing as F
 from kernels import stats as S
+from kernels.state import Frames, MoldSessions, Payloads
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
@@ -193,6 +194,9 @@ class CaptureReader:
         pay_len = np.zeros(pay_rows, np.int64)
         pay_rx = np.zeros(pay_rows, np.int64)
         off, length, seq, sess, rx = self._alloc(self.batch_rows)
+        pay = Payloads(buf, pay_off, pay_len, pay_rx)
+        sessions = MoldSessions(self.sess_id, self.sess_next, self.n_sess)
+        msgs = Frames(buf, off, length, seq, sess, rx)
         end, eof = self._fill(f, buf, 0, 0)
         pos = 0
         if self.format == "pcap":
@@ -219,8 +223,7 @@ class CaptureReader:
                                                      pay_off, pay_len, pay_rx, self.stats)
             i = 0
             while i < n:
-                m, i = self.k.split_mold(buf, pay_off, pay_len, pay_rx, i, n, self.sess_id, self.sess_next,
-                                         self.n_sess, off, length, seq, sess, rx, self.stats)
+                m, i = self.k.split_mold(pay, i, n, sessions, msgs, self.stats)
                 if m < 0:  # cannot happen with rows >= 65535; guard against a future change
                     raise RuntimeError("message index overflow: batch_rows below one packet's messages")
                 if m:

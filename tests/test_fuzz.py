@@ -38,18 +38,19 @@ def _guard(fn):
     return run
 
 
-def _guard_frames(fn):
-    """``_guard`` for a kernel that takes its buffer in a ``Frames`` bundle (first argument)."""
-    def run(frames, *args):
-        return fn(frames._replace(buf=frames.buf.view(Guarded)), *args)
+def _guard_bundle(fn):
+    """``_guard`` for a kernel that takes its buffer in a bundle (first argument: ``Frames``,
+    ``Payloads``)."""
+    def run(bundle, *args):
+        return fn(bundle._replace(buf=bundle.buf.view(Guarded)), *args)
     return run
 
 
 # The kernel bodies as plain Python, reading through the guard.
 PYTHON_BODIES = types.SimpleNamespace(
     index_pcap=_guard(framing.index_pcap), index_pcapng=_guard(framing.index_pcapng),
-    index_binaryfile=_guard(framing.index_binaryfile), split_mold=_guard(framing.split_mold),
-    decode_batch=_guard_frames(itch.decode_batch),
+    index_binaryfile=_guard(framing.index_binaryfile), split_mold=_guard_bundle(framing.split_mold),
+    decode_batch=_guard_bundle(itch.decode_batch),
 )
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

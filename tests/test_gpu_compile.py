@@ -24,7 +24,7 @@ from kernels import cpu, gpu
 from kernels import features as FT
 from kernels import stats as S
 from kernels.events import EventTable
-from kernels.state import BookEvents, BookRefs, Events, Frames, ModelArrays, RiskTables
+from kernels.state import BookEvents, BookRefs, Events, Frames, ModelArrays, MoldSessions, Payloads, RiskTables
 from pipeline.book import BookStage, BookState
 
 
@@ -87,8 +87,8 @@ def cases():
     yield "_index_pcap_kernel", (u8, 0, 64, 1, 1000, 1, *filt, *pays, stats, res)
     yield "_index_pcapng_kernel", (u8, 0, 64, np.zeros(2, np.int64), z, z, z, *filt, *pays, stats, res)
     yield "_index_binaryfile_kernel", (u8, 0, 64, np.uint64(1), *msgs, stats, res)
-    yield "_split_mold_kernel", (u8, *pays, 0, 4, np.zeros((4, 10), np.uint8), np.zeros(4, np.uint64),
-                                 np.zeros(1, np.int64), *msgs, stats, res)
+    yield "_split_mold_kernel", (Payloads(u8, *pays), 0, 4, MoldSessions(np.zeros((4, 10), np.uint8),
+                                 np.zeros(4, np.uint64), np.zeros(1, np.int64)), Frames(u8, *msgs), stats, res)
     bev = BookEvents(c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
                      c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"],
                      c["alpha"])

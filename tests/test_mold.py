@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import stats as S
+from kernels.state import Frames, MoldSessions, Payloads
 from tests.packets import add_order, lay_out, mold
 
 
@@ -21,7 +22,8 @@ def split(k, payloads: list[bytes], max_sessions: int = 4, state=None):
     off, ln, seq, sess, rx = (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
                               np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
     stats = S.new_stats()
-    m, nxt = k.split_mold(buf, pay_off, pay_len, pay_rx, 0, n, *state, off, ln, seq, sess, rx, stats)
+    m, nxt = k.split_mold(Payloads(buf, pay_off, pay_len, pay_rx), 0, n, MoldSessions(*state),
+                          Frames(buf, off, ln, seq, sess, rx), stats)
     assert nxt == n
     blocks = [bytes(buf[off[i]:off[i] + ln[i]]) for i in range(m)]
     return seq[:m].tolist(), sess[:m].tolist(), stats, state, blocks
@@ -117,7 +119,7 @@ def test_split_stops_before_a_packet_that_would_overflow_the_batch_and_resumes()
     stats = S.new_stats()
     got, i = [], 0
     while i < 3:
-        m, i = cpu.split_mold(buf, offs, lens, rx, i, 3, *state, *out, stats)
+        m, i = cpu.split_mold(Payloads(buf, offs, lens, rx), i, 3, MoldSessions(*state), Frames(buf, *out), stats)
         got.append(m)
     assert got == [40_000, 40_000, 40_000]
     assert stats[S.MOLD_PACKETS] == 3 and stats[S.MOLD_GAPS] == 0

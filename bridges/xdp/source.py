@@ -28,6 +28,7 @@ from numba import njit
 
 from kernels import framing as F
 from kernels import stats as S
+from kernels.state import Frames, MoldSessions, Payloads
 from replay.capture import MIN_BATCH_ROWS, MessageBatch, parse_filters
 
 from bridges.xdp import gap as G
@@ -148,10 +149,12 @@ class LiveSource:
 
     # -- iteration ------------------------------------------------------------------------------
     def _split(self, buf, po, pl, prx, m) -> Iterator[MessageBatch]:
+        pay = Payloads(buf, po, pl, prx)
+        sessions = MoldSessions(self.sess_id, self.sess_next, self.n_sess)
+        msgs = Frames(buf, self.off, self.length, self.seq, self.sess, self.rx)
         j = 0
         while j < m:
-            c, j = self.k.split_mold(buf, po, pl, prx, j, m, self.sess_id, self.sess_next, self.n_sess,
-                                     self.off, self.length, self.seq, self.sess, self.rx, self.stats)
+            c, j = self.k.split_mold(pay, j, m, sessions, msgs, self.stats)
             if c < 0:
                 raise RuntimeError("message index overflow: batch_rows below one packet's messages")
             if c:
