@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from kernels import framing as _framing
 from kernels import itch as _itch
 from kernels import stats as S
-from kernels.state import BookArrays, BookEvents, BookRefs, Events, Frames, ModelArrays, RiskTables
+from kernels.state import BookArrays, BookEvents, BookRefs, Events, Frames, RiskTables
 
 _decode_message = cuda.jit(device=True)(_itch.decode_message)
 _index_pcap = cuda.jit(device=True)(_framing.index_pcap)
@@ -255,12 +255,12 @@ def _prepare_inputs_kernel(f, n, in_col, in_rel, x):
             x[r, i] = _input_value(f, r, in_col[i], in_rel[i])
 
 
-def predict_batch(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, hb, out):
-    """Same contract as the CPU ``predict_batch`` (``h``, ``hb`` are unused: each thread has its
-    own scratch); host arrays in and out, staged per call (the per-batch edge)."""
+def predict_batch(f, n, model, scratch, out):
+    """Same contract as the CPU ``predict_batch`` (``scratch`` is unused: each thread has its
+    own); host arrays in and out, staged per call (the per-batch edge)."""
     if n == 0:
         return 0
-    d_model = _stage(ModelArrays(in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act))
+    d_model = _stage(model)
     d_f = cuda.to_device(f[:n])
     d_out = cuda.device_array(n, dtype=np.float64)
     blocks = (n + THREADS - 1) // THREADS

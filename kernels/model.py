@@ -144,9 +144,12 @@ def predict_block4(f, r0, in_col, in_rel, in_scale, in_shift, n_layers, dims, w,
         out[r0 + q] = hb[src, q, 0]
 
 
-def predict_batch(f, n, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, hb, out):
+def predict_batch(f, n, model, scratch, out):
     """``out[r] = model(f[r])`` for rows ``r < n`` (blocks of four, then one at a time); returns
-    ``n``. Scratch: ``h`` float64 [2, W], ``hb`` float64 [2, 4, W], ``W >= `` the widest layer."""
+    ``n``. Bundles (``kernels/state.py``): ``model`` ModelArrays, ``scratch`` ModelScratch
+    (``h`` float64 [2, W], ``hb`` float64 [2, 4, W], ``W >= `` the widest layer)."""
+    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
+    h, hb = scratch
     m = n - n % 4
     for r0 in range(0, m, 4):
         predict_block4(f, r0, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, hb, out)

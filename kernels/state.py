@@ -51,6 +51,9 @@ FeatureConf = namedtuple("FeatureConf", "params subs stop_ts")
 #: the MLP of ``kernels/model.py`` (``predict_row`` argument order after ``f, r``)
 ModelArrays = namedtuple("ModelArrays", "in_col in_rel in_scale in_shift n_layers dims w w_off b b_off act")
 
+#: the model's scratch rows for ``predict_batch`` (float64 [2, width] and [2, 4, width])
+ModelScratch = namedtuple("ModelScratch", "h hb")
+
 #: the strategy's state and parameters (``kernels/strategy.py``; positions come from risk)
 StrategyArrays = namedtuple("StrategyArrays", "ss sg pf pi")
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from kernels import features as FT
 from kernels import model as KM
-from kernels.state import ModelArrays
+from kernels.state import ModelArrays, ModelScratch
 
 #: agreement with onnxruntime's CPU (float32) result, tested for every backend: |a - b| <=
 #: ATOL * target_scale + RTOL * |b| (target_scale: the model's output scale, Price(4) units for
@@ -313,15 +313,16 @@ class NumbaBackend:
         width = int(self.mlp.dims.max())
         self.h = np.zeros((2, width), np.float64)
         self.hb = np.zeros((2, 4, width), np.float64)
-        self._args = (model.in_col, model.in_rel, *self.mlp.args())
+        self._model = ModelArrays(model.in_col, model.in_rel, *self.mlp.args())
+        self._scratch = ModelScratch(self.h, self.hb)
 
     def __call__(self, f: np.ndarray, n: int, out: np.ndarray) -> None:
-        self.k.predict_batch(f, n, *self._args, self.h, self.hb, out)
+        self.k.predict_batch(f, n, self._model, self._scratch, out)
 
     def kernel_args(self) -> ModelArrays:
-        """The compiled model's arguments (``predict_batch`` after ``f, n``, before the scratch
-        ``h``, ``hb``), for fused kernels that run the model themselves (``pipeline/tick.py``)."""
-        return ModelArrays(*self._args)
+        """The compiled model (``predict_batch``'s ``model`` bundle), for fused kernels that run
+        the model themselves (``pipeline/tick.py``)."""
+        return self._model
 
 
 class OnnxRuntimeBackend:

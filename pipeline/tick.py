@@ -29,7 +29,7 @@ from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health,
                          strategy_batch)
 from kernels.intents import ND, NI
 from kernels.memory import prefault
-from kernels.state import BookEvents, Events, Frames, TickSession, Work
+from kernels.state import BookEvents, Events, Frames, ModelScratch, TickSession, Work
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -67,9 +67,6 @@ TickResult = namedtuple("TickResult", "packets orders stop pending pending_off s
 #: packets of a batch: message ``lo[k]`` up to (not including) ``hi[k]`` (int64 each)
 Packets = namedtuple("Packets", "lo hi")
 
-#: the model's scratch rows for ``predict_batch`` (float64 [2, width] and [2, 4, width])
-ModelScratch = namedtuple("ModelScratch", "h hb")
-
 
 def results(x: np.ndarray) -> TickResult:
     """The totals a ``tick_batch`` call left in ``x``, by name."""
@@ -96,8 +93,6 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
                      stock.view(np.int64), aux, alpha)
     bsym = book.sym
     ctr = book.ctr
-    in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
-    h, hb = scratch
     ss, sg, pf, pi = strat
     g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, ovk, ovl = risk
     fo, fk, pred, intents, res, out = work
@@ -123,8 +118,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
             x[X_TS] = ts[m - 1]
         nw = 0
         if nf > 0:
-            predict_batch(fo, nf, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act, h, hb,
-                          pred)
+            predict_batch(fo, nf, model, scratch, pred)
             ni = strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
             if ni > 0:
                 g[R.G_OUT_N] = 0

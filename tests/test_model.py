@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kernels import features as FT
+from kernels.state import ModelArrays, ModelScratch
 from pipeline.book import FeatureBatch
 from pipeline.model import (ATOL, DEFAULT_MODEL, RTOL, ModelBackendError, ModelError, ModelFormatError, ModelStage,
                             load_model, mlp_from_onnx, sha256_bytes)
@@ -123,7 +124,8 @@ def test_matmul_add_and_div_graph_is_read_like_gemm():
     ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x.astype(np.float32)})[0]
     for n in (16, 15, 3):  # blocks of four, blocks and single rows, single rows only
         out[:] = np.nan
-        cpu.predict_batch(f, n, np.arange(k, dtype=np.int64), np.zeros(k, np.int64), *mlp.args(), h, hb, out)
+        cpu.predict_batch(f, n, ModelArrays(np.arange(k, dtype=np.int64), np.zeros(k, np.int64), *mlp.args()),
+                          ModelScratch(h, hb), out)
         assert_agree(out[:n], ref.reshape(-1)[:n], 1.0)
 
 
