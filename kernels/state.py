@@ -72,8 +72,7 @@ BookRefs = namedtuple("BookRefs", "bk li sym")
 #: risk's orders out [m, NI]
 Work = namedtuple("Work", "fo fk pred intents res out")
 
-#: the FIX encoder's tables (``bridges/fix/codec.py: encode_orders`` argument order after
-#: ``seq0, wall_ns``, less ``msg0``): symbol table, TransactTime date, CompIDs, ClOrdID prefix,
+#: the FIX encoder's tables (``bridges/fix/codec.py: encode_orders``'s ``fix``): symbol table, TransactTime date, CompIDs, ClOrdID prefix,
 #: message ids, id -> message map, order table, output bytes and offsets, counters, bad rows
 FixArrays = namedtuple("FixArrays", "sym date sender target prefix msg_ids msg_of ot out offs cnt bad")
 

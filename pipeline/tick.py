@@ -133,8 +133,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
                         x[X_STOP] = STOP_BRIDGE_FULL
                         break
                     now = wall_ns + np.int64((rdtsc() - tsc0) * ns_per_tick)
-                    nw = encode_orders(no, out, sym, seqn, now, date, sender, target, prefix, msg, msg_ids, msg_of,
-                                       ot, obuf, offs, cnt, bad)
+                    nw = encode_orders(no, out, seqn, now, msg, fix)
                     nbytes = offs[no]
                     wr = 0
                     while wr < nbytes:

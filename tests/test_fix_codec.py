@@ -9,6 +9,7 @@ import pytest
 from bridges.fix import codec as C
 from kernels import intents as IN
 from kernels.events import pack_ascii
+from kernels.state import FixArrays
 
 fix = pytest.importorskip("quickfix")
 
@@ -38,9 +39,9 @@ class Codec:
         out = np.zeros(n * C.MAX_MSG, np.uint8)
         offs = np.zeros(n + 1, np.int64)
         wall = 1_764_000_000_123_456_789
-        k = C.encode_orders(n, rows, self.sym, self.seq, wall, _u8("20190130"), _u8("HFTBOT"), _u8("VENUE"),
-                            PREFIX, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, out, offs, self.cnt,
-                            self.bad)
+        fix = FixArrays(self.sym, _u8("20190130"), _u8("HFTBOT"), _u8("VENUE"), PREFIX, self.msg_ids, self.msg_of,
+                        self.ot, out, offs, self.cnt, self.bad)
+        k = C.encode_orders(n, rows, self.seq, wall, self.n_msgs + 1, fix)
         self.n_msgs += k
         self.seq += k
         return [bytes(out[offs[i]:offs[i + 1]]) for i in range(n) if offs[i + 1] > offs[i]]

@@ -41,6 +41,7 @@ import numpy as np
 from bridges.fix import codec as C
 from kernels import intents as IN
 from kernels.events import unpack_ascii
+from kernels.state import FixArrays
 
 log = logging.getLogger("hftbot.fix")
 
@@ -260,8 +261,7 @@ class FixBridge:
         from kernels.memory import prefault
 
         rows = np.zeros((0, IN.NI), np.int64)
-        C.encode_orders(0, rows, self.sym, 1, time.time_ns(), self.date, self.sender_b, self.target_b, self.prefix,
-                        1, self.msg_ids, self.msg_of, self.ot, self.out, self.offs, self.cnt, self.bad)
+        C.encode_orders(0, rows, 1, time.time_ns(), 1, self.arrays())
         empty = np.zeros(1, np.int64)
         # the inbound buffer is a read-only view of bytes (``_parse``): the same type here
         C.parse_reports(np.frombuffer(b"\0", np.uint8), empty, empty, 0, self.prefix, self.ot, 0, self._ex,
@@ -279,8 +279,9 @@ class FixBridge:
         cnt = np.zeros(C.N_COUNTERS, np.int64)
         bad = np.zeros((1, 3), np.int64)
         one = np.zeros(1, np.int64)
-        C.encode_orders(0, rows, sym, 1, time.time_ns(), u8, u8, u8, u8, 1, one, np.zeros((2, 2), np.int64), ot,
-                        np.zeros(C.MAX_MSG, np.uint8), np.zeros(2, np.int64), cnt, bad)
+        C.encode_orders(0, rows, 1, time.time_ns(), 1, FixArrays(sym, u8, u8, u8, u8, one, np.zeros((2, 2), np.int64),
+                                                                 ot, np.zeros(C.MAX_MSG, np.uint8), np.zeros(2, np.int64),
+                                                                 cnt, bad))
         C.parse_reports(np.frombuffer(b"\0", np.uint8), one, one, 0, u8, ot, 0, np.zeros((1, IN.NE), np.int64), cnt,
                         bad, np.zeros((1, 4), np.int64))
 
@@ -474,9 +475,7 @@ class FixBridge:
             raise FixError(f"bridge.max_orders ({self.max_orders:,}) messages used up; raise it")
         seq0 = self._seq_next or int(self.session.getExpectedSenderNum())
         wall = time.time_ns()
-        k = C.encode_orders(m, rows, self.sym, seq0, wall, self.date, self.sender_b, self.target_b,
-                            self.prefix, self.n_msgs + 1, self.msg_ids, self.msg_of, self.ot, self.out,
-                            self.offs, self.cnt, self.bad)
+        k = C.encode_orders(m, rows, seq0, wall, self.n_msgs + 1, self.arrays())
         nbytes = int(self.offs[m])
         if k:
             self._write(memoryview(self.out)[:nbytes])
@@ -700,11 +699,9 @@ class FixBridge:
         return np.vstack(self.fills) if self.fills else np.zeros((0, 4), np.int64)
 
     # -- for compiled senders that encode and write themselves (pipeline/tick.py) -------------------
-    def arrays(self):
+    def arrays(self) -> FixArrays:
         """The encoder's tables as a ``kernels.state.FixArrays`` bundle (``encode_orders``'s
-        arguments; the compiled sender passes ``seq0``, ``wall_ns`` and ``msg0`` itself)."""
-        from kernels.state import FixArrays
-
+        ``fix``; the sender passes ``seq0``, ``wall_ns`` and ``msg0`` itself)."""
         return FixArrays(self.sym, self.date, self.sender_b, self.target_b, self.prefix, self.msg_ids,
                          self.msg_of, self.ot, self.out, self.offs, self.cnt, self.bad)
 

@@ -210,10 +210,10 @@ def _put_field_char(out, p, tag, c):
 
 
 @_jit
-def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg0, msg_ids, msg_of, ot,
-                  out, offs, cnt, bad):
-    """Write ``n`` orders-out rows (``kernels/intents.py``) as FIX 4.4 messages into ``out``.
+def encode_orders(n, rows, seq0, wall_ns, msg0, fix):
+    """Write ``n`` orders-out rows (``kernels/intents.py``) as FIX 4.4 messages into ``fix.out``.
 
+    ``fix``: the encoder's tables, a ``kernels.state.FixArrays`` bundle (unpacked below).
     ``seq0``: MsgSeqNum of the first message; ``wall_ns``: UTC ns for SendingTime(52);
     ``date``: YYYYMMDD (uint8[8]) of the feed clock for TransactTime(60); ``msg0``: the message
     number of the first message (ClOrdID ``prefix-msg0``). ``msg_ids[m - 1]`` gets the client
@@ -224,6 +224,7 @@ def encode_orders(n, rows, sym, seq0, wall_ns, date, sender, target, prefix, msg
     cancel of an order this bridge never sent) is skipped and counted by the caller via the
     ``C_BAD_ROW``: it gets ``offs[k + 1] == offs[k]``. ``out`` must hold ``n * MAX_MSG`` bytes.
     """
+    sym, date, sender, target, prefix, msg_ids, msg_of, ot, out, offs, cnt, bad = fix
     day_ns = wall_ns % 86_400_000_000_000
     today = civil_date(wall_ns // 86_400_000_000_000)
     p = 0
