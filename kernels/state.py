@@ -1,13 +1,16 @@
 """Named bundles of the compiled paths' state: tuples of arrays (and a few scalars) with names.
 
-The fused kernels (``kernels/gpu.py: pipeline_kernel``, ``pipeline/tick.py: tick_batch``) and the
-CUDA stage kernels take these instead of long positional lists. ``collections.namedtuple`` instances are typed by numba
-as (heterogeneous) named tuples, which ``njit``, numba-cuda kernels (a tuple argument is passed
-field by field) and the CUDA simulator all accept. Inside a kernel, unpack a bundle into locals
-at the top (``kind, side, ... = ev``) or read a field by name (``risk.g``); never index a bundle
-by position. The stage objects build them (``BookState.arrays()``, ``RiskStage.arrays()``, ...);
-the field order of each is the argument order of the kernel body it feeds, so a bundle unpacks
-straight into that body's arguments.
+The kernel bodies (``decode_batch``, ``apply_events``, ``predict_batch``, ``check_intents``, ...),
+the fused kernels (``kernels/gpu.py: pipeline_kernel``, ``pipeline/tick.py: tick_batch``) and the
+CUDA stage kernels take these instead of long positional lists, and pass them through to the
+bodies they call. ``collections.namedtuple`` instances are typed by numba as (heterogeneous)
+named tuples, which ``njit``, numba-cuda kernels (a tuple argument is passed field by field) and
+the CUDA simulator all accept; compiled code may also build one (``BookEvents(...)`` in
+``tick_batch``, a shard's ``BookArrays`` on the device). Inside a kernel, unpack a bundle into
+locals at the top (``kind, side, ... = ev``) or read a field by name (``risk.g``), never in the
+hot loop; never index a bundle by position. The inner helpers of a body keep their positional
+arrays (numba and LLVM inline them). The stage objects build the bundles
+(``BookState.arrays()``, ``RiskStage.arrays()``, ``BookStage.feature_conf()``, ...).
 
 Pure data: no numba import, nothing of the project beyond ``kernels.events``.
 """
