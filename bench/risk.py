@@ -62,6 +62,7 @@ def _timer_cost(n, lat):
 
 def _make_loops():
     from kernels import cpu
+    from kernels.state import BookRefs, RiskTables
 
     apply_exec = cpu.apply_exec
 
@@ -72,6 +73,8 @@ def _make_loops():
         g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
         oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
         bk, li, sym = book.bk, book.li, book.sym
+        tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)  # as RiskStage passes them
+        refs = BookRefs(bk, li, sym)
         for j in range(steps.shape[0]):
             g[R.G_OUT_N] = 0
             i = steps[j, 1]
@@ -86,7 +89,7 @@ def _make_loops():
                     R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
                                      sym)
             else:
-                apply_exec(1, events[i:i + 1], out, risk, book)
+                apply_exec(1, events[i:i + 1], out, tables, refs)
 
     return timed
 

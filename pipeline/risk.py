@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from kernels import intents as IN
 from kernels import risk as R
 from kernels.events import EventTable, pack_ascii, unpack_ascii
-from kernels.state import RiskArrays
+from kernels.state import BookRefs, RiskArrays, RiskTables
 
 DOLLAR = 10_000  # Price(4) x shares per dollar
 
@@ -200,6 +200,14 @@ class RiskStage:
         return cls(backend, cfg.risk, book, max_sessions=int(cfg.feed.max_sessions))
 
     # -- kernels ------------------------------------------------------------------------------------
+    def _bundles(self) -> tuple[RiskTables, BookRefs]:
+        """What ``check_intents`` and ``apply_exec`` take: the smaller bundles (RiskTables, BookRefs
+        rather than RiskArrays, BookArrays), as ``tick_batch`` passes them: a compiled call passes
+        every array of a bundle field by field."""
+        s, b = self.state, self.book
+        return (RiskTables(s.g, self.lim, s.ls, s.ps, s.hs, s.ro, s.oh, s.ofree, s.st, s.rt, s.rc),
+                BookRefs(b.bk, b.li, b.sym))
+
     def _book(self) -> tuple[np.ndarray, ...]:
         return (self.book.bk, self.book.li, self.book.sym)
 
@@ -228,7 +236,7 @@ class RiskStage:
         decisions = np.zeros((n, IN.ND), np.int64)
         orders = []
         base = 0
-        risk, book = self.arrays(), self.book.arrays()
+        risk, book = self._bundles()
         for lo in range(0, max(n, 1), self.batch_rows):
             m = min(self.batch_rows, n - lo)
             if m <= 0:
@@ -250,7 +258,7 @@ class RiskStage:
         events = np.ascontiguousarray(events, dtype=np.int64).reshape(-1, IN.NE)
         n = events.shape[0] if n is None else int(n)
         orders = []
-        risk, book = self.arrays(), self.book.arrays()
+        risk, book = self._bundles()
         for lo in range(0, n, self.batch_rows):
             m = min(self.batch_rows, n - lo)
             self.state.g[R.G_OUT_N] = 0
@@ -276,8 +284,9 @@ class RiskStage:
         s = self.state
         none_i = np.zeros((0, IN.NI), np.int64)
         none_e = np.zeros((0, IN.NE), np.int64)
-        self.k.check_intents(0, none_i, self.res, self.out, self.arrays(), self.book.arrays())
-        self.k.apply_exec(0, none_e, self.out, self.arrays(), self.book.arrays())
+        risk, book = self._bundles()
+        self.k.check_intents(0, none_i, self.res, self.out, risk, book)
+        self.k.apply_exec(0, none_e, self.out, risk, book)
         z = np.zeros(0, np.int64)
         self.k.feed_health(0, z.astype(np.uint16), z.astype(np.uint64), z.astype(np.uint16), z, s.g.copy(), self.lim,
                            s.ls, s.ps, s.hs, self.ovk, self.ovl, self.book.sym)
@@ -430,8 +439,8 @@ class RiskStage:
 
     # -- bundles and errors for fused kernels (pipeline/tick.py, pipeline/gpu.py) ------------------
     def arrays(self) -> RiskArrays:
-        """State, limits and the override table as a ``kernels.state.RiskArrays`` bundle (what
-        ``check_intents`` and ``apply_exec`` take, with ``BookState.arrays()``)."""
+        """State, limits and the override table as a ``kernels.state.RiskArrays`` bundle (the
+        fused kernels' ``risk``)."""
         s = self.state
         return RiskArrays(s.g, self.lim, s.ls, s.ps, s.hs, s.ro, s.oh, s.ofree, s.st, s.rt, s.rc, self.ovk, self.ovl)
 

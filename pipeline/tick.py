@@ -29,7 +29,7 @@ from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health,
                          strategy_batch)
 from kernels.intents import ND, NI
 from kernels.memory import prefault
-from kernels.state import BookEvents, Events, Frames, ModelScratch, TickSession, Work
+from kernels.state import BookEvents, BookRefs, Events, Frames, ModelScratch, RiskTables, TickSession, Work
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -95,6 +95,9 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
     ctr = book.ctr
     ss, sg, pf, pi = strat
     g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, ovk, ovl = risk
+    # risk's kernels get the smaller bundles (the arrays they read), as RiskStage passes them
+    risk_tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)
+    book_refs = BookRefs(book.bk, book.li, book.sym)
     fo, fk, pred, intents, res, out = work
     sym, date, sender, target, prefix, msg_ids, msg_of, ot, obuf, offs, cnt, bad = fix
     fd, seq0, msg0, max_msgs, wall_ns, tsc0, ns_per_tick = session
@@ -122,7 +125,7 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
             ni = strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
             if ni > 0:
                 g[R.G_OUT_N] = 0
-                dn = check_intents(ni, intents, res, out, risk, book)
+                dn = check_intents(ni, intents, res, out, risk_tables, book_refs)
                 if g[R.G_ERROR] != 0 or dn < ni:
                     x[X_STOP] = STOP_RISK
                     break
