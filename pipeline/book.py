@@ -16,10 +16,13 @@ from kernels.state import BookArrays, BookEvents, FeatureConf
 def book_events(cols: dict[str, np.ndarray], lo: int = 0, hi: int | None = None) -> BookEvents:
     """Rows ``lo:hi`` of the event table's columns ``cols`` as the ``BookEvents`` bundle
     ``apply_events`` reads (``ref``, ``new_ref``, ``stock`` viewed as int64)."""
-    sl = slice(lo, hi)
-    return BookEvents(cols["kind"][sl], cols["side"][sl], cols["locate"][sl], cols["ts"][sl], cols["seq"][sl],
-                      cols["ref"][sl].view(np.int64), cols["new_ref"][sl].view(np.int64), cols["shares"][sl],
-                      cols["price"][sl], cols["stock"][sl].view(np.int64), cols["aux"][sl], cols["alpha"][sl])
+    if lo == 0 and hi is None:  # the whole columns: no slicing (a view each)
+        c = cols
+    else:
+        c = {name: a[lo:hi] for name, a in cols.items() if name in BookEvents._fields}
+    return BookEvents(c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
+                      c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"],
+                      c["alpha"])
 
 
 class BookCapacityError(RuntimeError):
@@ -128,6 +131,8 @@ class BookStage:
         self.state = state
         self.fo = np.zeros((capacity, FT.N_FEATURES), np.float64)
         self.fk = np.zeros((capacity, FT.N_KEYS), np.int64)
+        self._table: EventTable | None = None  # the table of the last call and its BookEvents
+        self._ev: BookEvents | None = None
         self.params = np.zeros(FT.N_PARAMS, np.float64)
         self.params[FT.P_TAU_FLOW] = tau_flow_ns
         self.params[FT.P_TAU_RV] = tau_rv_ns
@@ -144,7 +149,9 @@ class BookStage:
     def __call__(self, t: EventTable) -> FeatureBatch:
         c = t.cols
         n = t.n
-        done, nf = self.k.apply_events(n, book_events(c), self.state.arrays(), self.feature_conf(), self.fo, self.fk)
+        if t is not self._table:  # an event table's columns never change: one bundle per table
+            self._table, self._ev = t, book_events(c)
+        done, nf = self.k.apply_events(n, self._ev, self.state.arrays(), self.feature_conf(), self.fo, self.fk)
         err = int(self.state.ctr[B.C_ERROR])
         if err:
             at = int(self.state.ctr[B.C_ERROR_EVENT])

@@ -24,11 +24,12 @@ class DecodeStage:
         self.k = backend
         self.table = EventTable(capacity)
         self.stats = stats
+        self._ev = Events(*self.table.columns())  # the table's columns never change: one bundle
 
     def __call__(self, batch: MessageBatch) -> EventTable:
         t = self.table
         if batch.n > t.capacity:
             raise RuntimeError(f"batch of {batch.n} messages exceeds the event table ({t.capacity})")
         frames = Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx)
-        t.n = int(self.k.decode_batch(frames, batch.n, 0, Events(*t.columns()), self.stats))
+        t.n = int(self.k.decode_batch(frames, batch.n, 0, self._ev, self.stats))
         return t
