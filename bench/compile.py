@@ -76,12 +76,9 @@ def child(path: Path) -> dict:
     from kernels import cpu
     from kernels import intents as IN
     from pipeline.app import CONF_DIR
-    from pipeline.book import BookStage, BookState
     from pipeline.config import register
+    from pipeline.engine import build_stages
     from pipeline.feed import open_reader
-    from pipeline.risk import RiskStage
-    from pipeline.stages import DecodeStage
-    from pipeline.strategy import model_and_strategy
     from replay.report import book_summary
 
     t_import = time.perf_counter() - t_import
@@ -99,14 +96,9 @@ def child(path: Path) -> dict:
 
     w_all, c_all = time.perf_counter(), time.process_time()
     reader = open_reader(cfg.feed, path)
-    decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
-    b, ft = cfg.book, cfg.features
-    state = BookState(b.max_orders, b.max_levels, b.max_symbols)
-    books = BookStage(cpu, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
-                      tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
-    risk = RiskStage.from_config(cpu, cfg, state)
-    model, strategy = model_and_strategy(cfg, cpu, state, reader.batch_rows, positions=risk.state.ps,
-                                         log=lambda s: None)
+    decode, books, risk, model, strategy = build_stages(cfg, cpu, reader.batch_rows, reader.stats,
+                                                        log=lambda s: None)
+    state = books.state
     batch = step("framing (reader)", lambda: next(iter(reader)))
     events = step("decode", lambda: decode(batch))
     fb = step("book", lambda: books(events))
@@ -129,7 +121,7 @@ def child(path: Path) -> dict:
     step("risk.on_exec", lambda: risk.on_exec(ev, 1))
     step("risk.mark_to_market", lambda: risk.mark_to_market())
     step("risk.kill", lambda: risk.kill())
-    step("book_summary", lambda: book_summary(state, cpu, list(ft.symbols), b.depth))
+    step("book_summary", lambda: book_summary(state, cpu, list(cfg.features.symbols), cfg.book.depth))
 
     def fix():
         from bridges.fix.bridge import FixBridge

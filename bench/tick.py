@@ -22,21 +22,14 @@ from pipeline.latency import Latencies, fmt_ns
 def _stages(cfg, path, port, state_dir):
     from bridges.fix.bridge import FixBridge
     from kernels import cpu
-    from pipeline.book import BookStage, BookState
+    from pipeline.engine import build_stages
     from pipeline.feed import open_reader
-    from pipeline.risk import RiskStage
-    from pipeline.stages import DecodeStage
-    from pipeline.strategy import model_and_strategy
 
     reader = open_reader(cfg.feed, path)
-    decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
-    b, ft = cfg.book, cfg.features
-    state = BookState(b.max_orders, b.max_levels, b.max_symbols)
-    books = BookStage(cpu, state, capacity=reader.batch_rows, symbols=list(ft.symbols),
-                      tau_flow_ns=ft.tau_flow_ns, tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)
-    risk = RiskStage.from_config(cpu, cfg, state)
-    model, strategy = model_and_strategy(cfg, cpu, state, reader.batch_rows, positions=risk.state.ps,
-                                         log=lambda s: None)
+
+    decode, books, risk, model, strategy = build_stages(cfg, cpu, reader.batch_rows, reader.stats,
+                                                        log=lambda s: None)
+    state = books.state
     bridge = FixBridge(host="127.0.0.1", port=port, sender="HFTBOT", target="VENUE", state_dir=state_dir,
                        sym=state.sym, date="20190130", max_orders=1 << 20)
     return reader, decode, books, risk, model, strategy, bridge

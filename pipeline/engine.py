@@ -98,7 +98,20 @@ def _timed(label: str, fn: Callable[[], Any], times: dict[str, float], log: Call
     return out
 
 
-class BatchEngine:
+class _Gateway:
+    """What every driver does with the order gateway (``pipeline/execution.py``)."""
+
+    gw: Any = None
+
+    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
+        """The gateway is built but not connected: compile what needs it (nothing by default)."""
+        return {}
+
+    def attach(self, gateway: Any) -> None:
+        self.gw = gateway
+
+
+class BatchEngine(_Gateway):
     """The stage objects, one compiled call per stage per batch."""
 
     name = "batch"
@@ -135,13 +148,6 @@ class BatchEngine:
                  *((s.strategy.ss, s.strategy.out) if s.strategy is not None else ()))
         return times
 
-    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
-        """The gateway is built but not connected: compile what needs it (nothing here)."""
-        return {}
-
-    def attach(self, gateway: Any) -> None:
-        self.gw = gateway
-
     # -- the step -----------------------------------------------------------------------------------
     def step(self, batch: Any) -> int:
         s, gw, lat = self.s, self.gw, self.lat
@@ -155,10 +161,9 @@ class BatchEngine:
         if self.live_sync is not None:
             self.live_sync()
         self.service_kill(ta)
-        td = te = tf = time.perf_counter_ns()
+        td = tf = time.perf_counter_ns()
         if s.model is not None:
             preds = s.model(fb)
-            te = time.perf_counter_ns()
             intents = s.strategy(preds) if s.strategy is not None else None
             tf = time.perf_counter_ns()
             if intents is not None and intents.n:
@@ -246,9 +251,6 @@ class PacketEngine(BatchEngine):
             _timed("per-packet loop", lambda: self.tick.warm(self._first), times, log)
         return times
 
-    def attach(self, gateway: Any) -> None:
-        self.gw = gateway
-
     def step(self, batch: Any) -> int:
         from pipeline.tick import T_END, T_ORDERS, T_START
 
@@ -267,7 +269,7 @@ class PacketEngine(BatchEngine):
         return self.last_ts
 
 
-class GpuEngine:
+class GpuEngine(_Gateway):
     """The GPU-resident pipeline (``pipeline/gpu.py``): one submit and one launch per batch;
     orders come back through the mapped orders ring, execution reports go in through the exec
     ring, the kill switch is a request in the mapped control block."""
@@ -290,12 +292,6 @@ class GpuEngine:
         if hasattr(self.gpu, "warm"):
             _timed("gpu pipeline kernel", self.gpu.warm, times, log)
         return times
-
-    def prepare(self, gateway: Any, log: Callable[[str], None] = print) -> dict[str, float]:
-        return {}
-
-    def attach(self, gateway: Any) -> None:
-        self.gw = gateway
 
     def step(self, batch: Any) -> int:
         g, gw = self.gpu, self.gw

@@ -124,7 +124,7 @@ def _run(r: Run, signals: bool) -> None:
     log(f"hftbot run  config {r.rep['run']['config_hash']}  backend {cfg.backend.name}  engine {engine.name}  "
         f"pid {r.rep['run']['pid']}")
     log(f"kill       file {r.kill_file or '(none)'}" + ("; SIGUSR1" if cfg.risk.kill.signal else "")
-        + f"  (hftbot kill" + (f" --run {r.out_dir}" if r.out_dir is not None else "") + ")")
+        + "  (hftbot kill" + (f" --run {r.out_dir}" if r.out_dir is not None else "") + ")")
     if r.out_dir is not None:
         log(f"run dir    {r.out_dir}")
     if cfg.bridge.enabled:  # QuickFIX's import resets SIGINT (RunControl.reassert): import it first
