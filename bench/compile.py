@@ -6,7 +6,7 @@ A fresh process with an empty numba cache (``NUMBA_CACHE_DIR`` set to a new temp
 builds the run's stages (``pipeline/run.py``, ``pipeline/engine.py``: decode, books and features,
 risk, model and strategy; the ``smoke`` config) over a tiny generated pcap (generated beforehand in
 this process, so the generator's own kernels are not counted), pushes one batch through every
-stage, calls each risk kernel, and warms the FIX codec as the run does (``FixBridge.warm_codec``).
+stage, calls each risk kernel, and warms the FIX codec as the run does (``FixBridge.warm_up``).
 Every kernel compiles on its first call with the argument types of the real run.
 
 ``numba.core.dispatcher.Dispatcher.compile`` is wrapped to time each compilation: wall seconds and
@@ -126,9 +126,7 @@ def child(path: Path) -> dict:
     def fix():
         from bridges.fix.bridge import FixBridge
 
-        if hasattr(FixBridge, "warm_codec"):  # what the run calls before it connects
-            FixBridge.warm_codec(state.sym)
-            return
+        # what the run does before it connects (Execution.prepare)
         br = FixBridge(host="127.0.0.1", port=1, sender="HFTBOT", target="VENUE",
                        state_dir=path.parent / "fix", sym=state.sym, date="20190130", max_orders=64)
         br.warm_up()

@@ -309,24 +309,24 @@ def _unknown_keys(node: Any, schema: Any, key: str) -> None:
     structured config; a typo such as ``+risk.limits.max_ordr_qty=5`` would otherwise be ignored)."""
     import dataclasses
     import difflib
+    import typing
 
     if not (dataclasses.is_dataclass(schema) and isinstance(node, DictConfig)):
         return
-    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
     for k in node.keys():
         where = f"{key}.{k}" if key else str(k)
-        if k not in fields:
-            near = difflib.get_close_matches(str(k), list(fields), n=1)
+        if k not in hints:
+            near = difflib.get_close_matches(str(k), list(hints), n=1)
             hint = f"; did you mean {(key + '.') if key else ''}{near[0]}?" if near else ""
             raise ConfigError(f"{where}: not a configuration key (known under {key or 'the root'}: "
-                              f"{', '.join(sorted(fields))}){hint}")
-        f = fields[k]
-        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(sub):
-            _unknown_keys(node._get_node(k), type(sub), where)
-        elif isinstance(sub, list) and k == "symbols" and schema is RiskConf:
+                              f"{', '.join(sorted(hints))}){hint}")
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            _unknown_keys(node._get_node(k), t, where)
+        elif typing.get_origin(t) is list and dataclasses.is_dataclass(typing.get_args(t)[0]):
             for i, item in enumerate(node[k]):
-                _unknown_keys(item, SymbolLimitsConf, f"{where}[{i}]")
+                _unknown_keys(item, typing.get_args(t)[0], f"{where}[{i}]")
 
 
 def check_keys(cfg: DictConfig) -> None:

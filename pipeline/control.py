@@ -198,7 +198,9 @@ class RunControl:
                 self._engage("file", f"file {path}", st.st_mtime_ns)
 
     def _on_usr1(self, signum, frame) -> None:  # noqa: ARG002
-        self._engage("signal", "signal SIGUSR1")
+        """Nothing to do here: Python's C-level handler has already written the signal number to
+        the wake-up socket, and the watcher thread engages the switch. (Engaging here, in the main
+        thread between two bytecodes, could deadlock on ``_lock`` held by ``note_limit_kill``.)"""
 
     def note_limit_kill(self, reason: str) -> None:
         """The engine's own state engaged the switch (loss or drawdown limit)."""

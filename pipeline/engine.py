@@ -37,7 +37,6 @@ from typing import Any, Callable, NamedTuple, Protocol
 import numpy as np
 from omegaconf import DictConfig
 
-from kernels import intents as IN
 from kernels import risk as R
 from kernels.memory import prefault
 from pipeline.book import BookStage, BookState
@@ -64,6 +63,9 @@ class Stages(NamedTuple):
 class Engine(Protocol):
     name: str
     lat: Latencies
+    risk: RiskStage                   # the risk stage whose state the report and the kill switch read
+    book: BookState                   # the market state (symbol table for the FIX bridge, report)
+    exec_sink: Callable[[np.ndarray], np.ndarray] | None  # where execution reports go (None: risk.on_exec)
 
     def warm(self, first_batch: Any, log: Callable[[str], None]) -> dict[str, float]: ...
     def prepare(self, gateway: Any, log: Callable[[str], None]) -> dict[str, float]: ...
@@ -75,6 +77,7 @@ class Engine(Protocol):
     def open_orders(self) -> int: ...
     def finish(self) -> None: ...
     def snapshot(self, top_depth: int) -> dict[str, Any]: ...
+    def model_info(self) -> dict[str, Any] | None: ...
 
 
 def build_stages(cfg: DictConfig, backend: ModuleType, capacity: int, stats, state: BookState | None = None,
@@ -116,8 +119,12 @@ class BatchEngine(_Gateway):
 
     name = "batch"
 
+    exec_sink = None
+
     def __init__(self, stages: Stages, cfg: DictConfig, live_sync: Callable[[], None] | None = None):
         self.s = stages
+        self.risk = stages.risk
+        self.book = stages.books.state
         self.cfg = cfg
         self.gw = None
         self.live_sync = live_sync
@@ -207,10 +214,14 @@ class BatchEngine(_Gateway):
         return 0
 
     def open_orders(self) -> int:
-        return int(self.s.risk.state.g[R.G_OPEN])
+        return int(self.risk.state.g[R.G_OPEN])
 
     def finish(self) -> None:
         pass
+
+    def model_info(self) -> dict[str, Any] | None:
+        m = self.s.model
+        return None if m is None else {"backend": m.name, "path": str(m.model.path), "horizon_rows": m.model.horizon}
 
     # -- report -------------------------------------------------------------------------------------
     def snapshot(self, top_depth: int) -> dict[str, Any]:
@@ -281,6 +292,10 @@ class GpuEngine(_Gateway):
         self.feed_stats = feed_stats  # the reader's counters: the device's decode counters join them
         self.cfg = cfg
         self.host_risk = host_risk   # feed status when the device has no risk stage
+        self.risk = gpu.risk if gpu.risk is not None else host_risk
+        self.book = gpu.book
+        #: execution reports go into the device's exec ring when risk runs there
+        self.exec_sink = gpu.on_exec if gpu.risk is not None else None
         self.gw = None
         self.lat = Latencies()
         self.isum = IntentSummary()
@@ -345,8 +360,7 @@ class GpuEngine(_Gateway):
         return 0
 
     def open_orders(self) -> int:
-        risk = self.gpu.risk if self.gpu.risk is not None else self.host_risk
-        return int(risk.state.g[R.G_OPEN])
+        return int(self.risk.state.g[R.G_OPEN])
 
     def finish(self) -> None:
         self.gpu.fetch()   # the device state back: books, risk, strategy, decode counters
@@ -354,7 +368,6 @@ class GpuEngine(_Gateway):
 
     def snapshot(self, top_depth: int) -> dict[str, Any]:
         g = self.gpu
-        risk = g.risk if g.risk is not None else self.host_risk
         st = g.strategy
         if st is not None:
             self.isum.predictions = st.counters()["rows"]
@@ -364,12 +377,16 @@ class GpuEngine(_Gateway):
             "book": book_summary(g.book, backends.load("cpu"), list(self.cfg.features.symbols), top_depth),
             "features": {},
             "intents": self.isum.result(g.book, st.counters() if st is not None else None),
-            "risk": risk.summary(),
+            "risk": self.risk.summary(),
         }
+
+    def model_info(self) -> dict[str, Any] | None:
+        c = self.cfg.model
+        return {"backend": "numba (gpu kernel)", "path": str(c.path), "horizon_rows": 0} if c.enabled else None
 
 
 def make_engine(cfg: DictConfig, backend: ModuleType, reader: Any, live_sync_factory=None,
-                log: Callable[[str], None] = print) -> tuple[Engine, Stages | None]:
+                log: Callable[[str], None] = print) -> Engine:
     """The driver the config asks for: ``backend=cuda`` replay in batches -> GpuEngine;
     ``feed.per_packet`` -> PacketEngine; otherwise BatchEngine."""
     live = cfg.feed.source == "live"
@@ -385,13 +402,9 @@ def make_engine(cfg: DictConfig, backend: ModuleType, reader: Any, live_sync_fac
                                       intents_rows=2 * n,
                                       orders_rows=n + int(cfg.risk.max_open_orders) + 2 * int(cfg.risk.batch_rows) + 16)
         host_risk = gpu.risk if gpu.risk is not None else RiskStage.from_config(backend, cfg, gpu.book)
-        return GpuEngine(gpu, host_risk, cfg, reader.stats), None
+        return GpuEngine(gpu, host_risk, cfg, reader.stats)
     stages = build_stages(cfg, backend, reader.batch_rows, reader.stats, log=log)
     if cfg.feed.per_packet:
-        return PacketEngine(stages, cfg), stages
+        return PacketEngine(stages, cfg)
     sync = live_sync_factory(stages.risk) if live_sync_factory is not None else None
-    return BatchEngine(stages, cfg, live_sync=sync), stages
-
-
-def empty_orders() -> np.ndarray:
-    return np.zeros((0, IN.NI), np.int64)
+    return BatchEngine(stages, cfg, live_sync=sync)

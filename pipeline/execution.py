@@ -159,7 +159,7 @@ class Execution:
             return open_orders() == 0
         if self.clock is not None:
             # the cancels are the last messages: the venue processes them, then drains
-            self.clock.publish(self._market_clock, self.bridge.n_msgs)
+            self.publish(self._market_clock)
             self.clock.finish()
         t_end = time.monotonic() + float(timeout_s)
         while open_orders() > 0 and time.monotonic() < t_end:

@@ -14,7 +14,9 @@ Flow per batch (the run loop calls these; the strategy that makes intents is a l
     orders = risk.on_exec(execution_events)     # fills, acks -> positions, PnL, hedges
 
 Kill switch: ``kill()`` (method), SIGUSR1 (``install_signal_handler``), a kill file
-(``risk.kill.file``, checked by ``poll()`` between batches), and automatically the loss and
+(``risk.kill.file``, checked by ``poll()`` between batches; in a run, ``pipeline/control.py``
+also watches it and the signal from a thread and calls ``request_kill`` mid-batch), and
+automatically the loss and
 drawdown limits. It is latched: it stops every new order at once and emits a cancel for every
 working order; only ``reset_kill()`` (a person) re-arms trading.
 
@@ -186,7 +188,12 @@ class RiskStage:
         self.state = RiskState(book.sym.shape[0], max_sessions, c.max_open_orders, c.max_strategies, ring)
         self.out = np.zeros((c.max_open_orders + 2 * self.batch_rows + 16, IN.NI), np.int64)
         self.res = np.zeros((self.batch_rows, IN.ND), np.int64)
-        self.kill_file = str(c.kill.file) if c.kill.file else ""
+        # the same absolute path the run's watcher and `hftbot kill` use (relative: from the
+        # repository root, never from the working directory)
+        from pipeline.control import resolve_kill_file
+
+        kf = resolve_kill_file(c.kill.file)
+        self.kill_file = str(kf) if kf is not None else ""
         self._signalled = False
         self._old_handler: Any = None
         self._signum: int | None = None

@@ -35,11 +35,8 @@ from pipeline.latency import format_latencies
 from replay.report import feed_summary, format_intents, format_risk, format_summary
 from replay.run_report import empty_risk_raw, risk_in_dollars, run_meta, skeleton, utc
 
-#: exceptions that are the user's to fix (exit status 2: config, input, environment)
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
 def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix (exit status 2: config, input, environment)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from bridges.fix.bridge import FixError
@@ -66,7 +63,6 @@ class Run:
         self.ctl: RunControl | None = None
         self.kill_file: Path | None = None
         self.kill_logged = False
-        self.messages = 0
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.perf_counter()
@@ -116,7 +112,7 @@ def _run(r: Run, signals: bool) -> None:
     r.rep["input"]["path"] = str(path)
 
     r.stage = "build"
-    engine, stages = make_engine(cfg, backend, r.reader, live_sync, log)
+    engine = make_engine(cfg, backend, r.reader, live_sync, log)
     r.engine = engine
     r.rep["run"]["engine"] = engine.name
     if r.out_dir is not None:
@@ -145,9 +141,8 @@ def _run(r: Run, signals: bool) -> None:
         # the bridge, built but not connected: its codec compiled, its tables faulted in
         t = time.perf_counter()
         log("compile    fix codec ...")
-        r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path,
-                         _symbols(engine, stages), stages.risk if stages is not None else engine.host_risk, log,
-                         on_exec=engine.gpu.on_exec if engine.name == "gpu" and engine.gpu.risk is not None else None)
+        r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path, engine.book.sym,
+                         engine.risk, log, on_exec=engine.exec_sink)
         r.ex.prepare()
         times["fix codec"] = time.perf_counter() - t
         times.update(engine.prepare(r.ex, log))
@@ -187,17 +182,13 @@ def _run(r: Run, signals: bool) -> None:
     r.mark("drain")
 
 
-def _symbols(engine, stages):
-    return stages.books.state.sym if stages is not None else engine.gpu.book.sym
-
-
 def _check_kill(r: Run) -> None:
     """Once the engine's state shows the kill switch engaged (by the watcher thread, SIGUSR1, or
     the loss / drawdown limit): send the cancels now and say so loudly, once."""
     if r.kill_logged or r.engine is None or r.ctl is None:
         return
-    risk = _risk_stage(r)
-    engaged = bool(risk is not None and risk.killed) or (r.engine.name == "gpu" and r.ctl.kill is not None)
+    risk = r.engine.risk
+    engaged = risk.killed or (r.engine.name == "gpu" and r.ctl.kill is not None)
     if not engaged:
         return
     if r.ctl.kill is None:
@@ -212,15 +203,6 @@ def _check_kill(r: Run) -> None:
           f"refused and the working orders are cancelled ({sent} cancels sent now). The run goes on with market "
           f"data only and exits with status {RC_KILLED}.")
     r.log("!" * 100)
-
-
-def _risk_stage(r: Run):
-    e = r.engine
-    if e is None:
-        return None
-    if e.name == "gpu":
-        return e.gpu.risk if e.gpu.risk is not None else e.host_risk
-    return e.s.risk
 
 
 def _interrupted(r: Run) -> None:
@@ -303,7 +285,7 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
             status, code = "interrupted", 130
     elif ctl is not None and ctl.stop_requested:
         status, code = "interrupted", 128 + ctl.stop_signal
-    elif ctl is not None and ctl.kill is not None or (_risk_stage(r) is not None and _risk_stage(r).killed):
+    elif ctl is not None and ctl.kill is not None or (r.engine is not None and r.engine.risk.killed):
         status, code = "killed", RC_KILLED
     rep["run"].update(status=status, exit_code=code, ended_utc=utc())
     reader = r.reader
@@ -320,12 +302,7 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
         rep["book"], rep["features"], rep["intents"] = snap["book"], snap["features"], snap["intents"]
         risk_raw = snap["risk"]
         rep["risk"] = risk_in_dollars(risk_raw)
-        stages = getattr(e, "s", None)
-        model = stages.model if stages is not None else None
-        if model is not None:
-            rep["model"] = {"backend": model.name, "path": str(model.model.path), "horizon_rows": model.model.horizon}
-        elif e.name == "gpu" and cfg.model.enabled:
-            rep["model"] = {"backend": "numba (gpu kernel)", "path": str(cfg.model.path), "horizon_rows": 0}
+        rep["model"].update(e.model_info() or {})
     else:
         risk_raw = None
     if r.ex is not None:

@@ -180,6 +180,10 @@ def test_hftbot_kill_from_another_directory_stops_trading_and_the_run_says_so(sa
     assert ks["cancels_sent"] >= 1 and ks["cancels_sent"] == rep["execution"]["cancel_sent"]
     assert rep["risk"]["open_orders"] == 0 and rep["execution"]["orders_working"] == 0
     assert rep["execution"]["logouts"] == 1
+    # a run with FIX has exactly the keys of the empty execution section (the report's key set)
+    from replay.run_report import EMPTY_EXECUTION
+
+    assert set(rep["execution"]) == set(EMPTY_EXECUTION)
 
 
 @pytest.mark.slow

@@ -269,22 +269,6 @@ class FixBridge:
         prefault(self.ot, self.msg_ids, self.msg_of, self.out, self.offs)
         self._warm = True
 
-    @staticmethod
-    def warm_codec(sym: np.ndarray) -> None:
-        """Compile (or load) the codec's kernels before any session exists, on tiny tables of the
-        bridge's types: a run calls this while it compiles, before it connects."""
-        rows = np.zeros((0, IN.NI), np.int64)
-        u8 = np.zeros(8, np.uint8)
-        ot = np.zeros((1, C.NO), np.int64)
-        cnt = np.zeros(C.N_COUNTERS, np.int64)
-        bad = np.zeros((1, 3), np.int64)
-        one = np.zeros(1, np.int64)
-        C.encode_orders(0, rows, 1, time.time_ns(), 1, FixArrays(sym, u8, u8, u8, u8, one, np.zeros((2, 2), np.int64),
-                                                                 ot, np.zeros(C.MAX_MSG, np.uint8), np.zeros(2, np.int64),
-                                                                 cnt, bad))
-        C.parse_reports(np.frombuffer(b"\0", np.uint8), one, one, 0, u8, ot, 0, np.zeros((1, IN.NE), np.int64), cnt,
-                        bad, np.zeros((1, 4), np.int64))
-
     def start(self, wait: bool = True) -> None:
         fix = _import_quickfix()
         if not self._warm:
@@ -473,7 +457,7 @@ class FixBridge:
         m = rows.shape[0]
         if self.n_msgs + m > self.max_orders:
             raise FixError(f"bridge.max_orders ({self.max_orders:,}) messages used up; raise it")
-        seq0 = self._seq_next or int(self.session.getExpectedSenderNum())
+        seq0 = self.next_seq()
         wall = time.time_ns()
         k = C.encode_orders(m, rows, seq0, wall, self.n_msgs + 1, self.arrays())
         nbytes = int(self.offs[m])
