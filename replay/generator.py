@@ -100,6 +100,29 @@ EV_A, EV_F, EV_D, EV_U, EV_E, EV_C, EV_X, EV_P = range(8)
 DEFAULT_WEIGHTS = {"A": 40000, "F": 4000, "D": 43300, "U": 9000, "E": 1800, "C": 200, "X": 1000,
                    "P": 500}
 
+# presets: None (the default, "shallow": ~64 live orders a symbol, ~50 ticks of depth) and "deep"
+PRESETS = {
+    None: "shallow: a few dozen live orders per symbol near the inside (the default)",
+    "shallow": "the default",
+    "deep": "Nasdaq-like depth: live orders rise from half of live_orders after the opening ramp "
+            "to live_orders at the close (default messages/18, at least 1M, at most 6M: >= 1M "
+            "mid-stream at 30M messages, ~5.5M at 100M), Zipf over 500 symbols (the busiest holds "
+            "~5%), resting orders spread up to 3W/8 ticks (1,534 at 500 symbols) from the inside (thousands of levels on "
+            "a busy symbol), references rising through the day with gaps (~60% dense), adds and "
+            "deletes balanced around each symbol's target",
+}
+DEEP_SYMBOLS = 500
+DEEP_STEER = 6000    # add/delete lean around the target (of 98,800): tracks the growing target
+DEEP_RAMP = 40000    # lean while below 7/8 of the target: the opening ramp
+DEEP_GROW = 512      # targets start at 512/1024 of the close's
+
+
+def deep_live_orders(n_messages: int) -> int:
+    """The deep preset's live orders at the close for a day of ``n_messages``: n/18 within
+    1M..6M (a real Nasdaq day peaks at ~5.3M)."""
+    return int(min(6_000_000, max(1_000_000, n_messages // 18)))
+
+
 # generator state slots (int64 array)
 G_TS = 0            # timestamp of the last message, ns since midnight
 G_NEXT_REF = 1      # next order reference number
@@ -120,7 +143,14 @@ G_FULL_EXEC = 15    # probability (out of 2**16) that an execution takes all rem
 G_HALT_MIN = 16     # halt duration, flow messages: min and span
 G_HALT_SPAN = 17
 G_ADMIN_GAP = 18    # gap between setup messages, ns
-N_G = 20
+G_FIFO = 19         # 1: per-level FIFO lists (``lh``/``lt``, pool P_PREV/P_NEXT) find the oldest order
+G_GROW = 20         # >0: targets grow from G_GROW/1024 of Y_TARGET at the open to all of it at the close
+G_RAMP = 21         # >0: add/delete shift while a symbol is below 7/8 of its (grown) target
+G_REF_GAP = 22      # 1: order references skip 1-4 numbers on a quarter of the adds (not dense)
+G_LIVE = 23         # live orders now (all symbols)
+G_PEAK_LIVE = 24    # most live orders at any point
+G_MID_LIVE = 25     # live orders when half of the order flow is written
+N_G = 26
 
 # phases
 PH_O, PH_R, PH_H, PH_S, PH_Q, PH_FLOW, PH_M, PH_E, PH_C, PH_DONE = range(10)
@@ -144,6 +174,9 @@ P_REF = 0
 P_PX = 1    # window index (ticks above Y_LO)
 P_SH = 2    # remaining shares
 P_SIDE = 3  # 0 buy, 1 sell
+P_PREV = 4  # FIFO neighbours at the same price and side (pool rows, -1 none; G_FIFO only)
+P_NEXT = 5
+N_P = 6
 
 MAX_HALTED = 16
 TBL = 4096  # lookup tables of distributions: TBL entries, indexed by 12 random bits
@@ -276,14 +309,61 @@ def _lvl_remove(lvl, sy, s, side, idx):
             sy[s, Y_BA] = j
 
 
-@register_jitable(inline="always")
-def _pool_remove(pool, sy, s, j):
-    """Swap-remove pool row ``j`` of symbol ``s`` (levels are updated by the caller)."""
+@register_jitable
+def _fifo_push(pool, lh, lt, s, side, idx, j):
+    """Append pool row ``j`` at the back of its price level's FIFO (references rise, so the
+    head is always the oldest order: the one an execution takes)."""
+    t = np.int64(lt[s, side, idx])
+    pool[j, P_PREV] = t
+    pool[j, P_NEXT] = -1
+    if t >= 0:
+        pool[t, P_NEXT] = j
+    else:
+        lh[s, side, idx] = j
+    lt[s, side, idx] = j
+
+
+@register_jitable
+def _fifo_unlink(pool, lh, lt, s, j):
+    """Take pool row ``j`` out of its level's FIFO (its P_SIDE/P_PX still name the level)."""
+    side = pool[j, P_SIDE]
+    idx = pool[j, P_PX]
+    p = pool[j, P_PREV]
+    nx = pool[j, P_NEXT]
+    if p >= 0:
+        pool[p, P_NEXT] = nx
+    else:
+        lh[s, side, idx] = nx
+    if nx >= 0:
+        pool[nx, P_PREV] = p
+    else:
+        lt[s, side, idx] = p
+
+
+@register_jitable
+def _pool_remove(pool, sy, st, lh, lt, s, j):
+    """Swap-remove pool row ``j`` of symbol ``s`` (levels, and with G_FIFO its FIFO, are
+    updated by the caller); the moved last row's FIFO neighbours are pointed at ``j``."""
     last = sy[s, Y_BASE] + sy[s, Y_NLIVE] - 1
     if j != last:
-        for c in range(4):
+        for c in range(pool.shape[1]):
             pool[j, c] = pool[last, c]
+        if st[G_FIFO] != 0:
+            side = pool[j, P_SIDE]
+            idx = pool[j, P_PX]
+            p = pool[j, P_PREV]
+            nx = pool[j, P_NEXT]
+            if p >= 0:
+                pool[p, P_NEXT] = j
+            else:
+                lh[s, side, idx] = j
+            if nx >= 0:
+                pool[nx, P_PREV] = j
+            else:
+                lt[s, side, idx] = j
     sy[s, Y_NLIVE] -= 1
+    live = st[G_LIVE] - 1
+    st[G_LIVE] = live
 
 
 @register_jitable
@@ -339,7 +419,7 @@ def _resume(b, p, ts, s, stock, sy, hl, st, k):
 
 
 @register_jitable
-def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, pool, stock, hl,
+def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, lh, lt, pool, stock, hl,
                 sym_tbl, wts, off_tbl, sh_tbl, gap_tbl, ud_tbl, mpid_tbl):
     """Write order-flow messages until ``n_max`` messages are in the chunk or the flow is done.
 
@@ -350,10 +430,16 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
     margin = st[G_MARGIN]
     smask = np.uint64(sym_tbl.shape[0] - 1)
     b = obuf
+    fifo = st[G_FIFO] != 0
+    grow = st[G_GROW]
+    ramp = st[G_RAMP]
+    flow_total = st[G_FLOW_TOTAL]
     while m < n_max and st[G_FLOW_DONE] < st[G_FLOW_TOTAL]:
         ts = st[G_TS] + gap_tbl[_bits(rng, 12)]
         p = pos
         fd = st[G_FLOW_DONE]
+        if fd == flow_total // 2:
+            st[G_MID_LIVE] = st[G_LIVE]
         remaining = st[G_FLOW_TOTAL] - fd
         nh = st[G_N_HALTED]
         ln = 0
@@ -379,8 +465,13 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
         if ln == 0:
             # the event, with adds/deletes leaning toward the symbol's live-count target
             shift = st[G_SHIFT]
-            if n >= sy[s, Y_TARGET]:
+            tgt = sy[s, Y_TARGET]
+            if grow > 0:  # the target rises through the day (deep preset)
+                tgt = (tgt * (grow + ((1024 - grow) * fd) // flow_total)) >> 10
+            if n >= tgt:
                 shift = -shift
+            elif ramp > 0 and 8 * n < 7 * tgt:
+                shift = ramp
             u = _below(rng, wts[8])
             ev = EV_P
             acc = 0
@@ -424,7 +515,10 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                     side = 1 - side
                     idx = _place(bb, ba, anchor, side, d, w, margin)
                 ref = st[G_NEXT_REF]
-                st[G_NEXT_REF] = ref + 1
+                step = 1
+                if st[G_REF_GAP] != 0 and _bits(rng, 2) == 0:
+                    step += 1 + _bits(rng, 2)
+                st[G_NEXT_REF] = ref + step
                 sh = sh_tbl[_bits(rng, 12)]
                 j = base + n
                 pool[j, P_REF] = ref
@@ -432,7 +526,13 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                 pool[j, P_SH] = sh
                 pool[j, P_SIDE] = side
                 sy[s, Y_NLIVE] = n + 1
+                live = st[G_LIVE] + 1
+                st[G_LIVE] = live
+                if live > st[G_PEAK_LIVE]:
+                    st[G_PEAK_LIVE] = live
                 _lvl_add(lvl, sy, s, side, idx)
+                if fifo:
+                    _fifo_push(pool, lh, lt, s, side, idx, j)
                 # (an if-expression written straight into the call of an inline="always"
                 # helper lost the header bytes here with numba 0.68: keep it a variable)
                 t = 65 if ev == EV_A else 70
@@ -481,11 +581,15 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                 # the oldest order (lowest reference) at the best price of that side
                 j = -1
                 best_ref = np.int64(0)
-                for q in range(base, base + n):
-                    if pool[q, P_PX] == px and pool[q, P_SIDE] == side:
-                        if j < 0 or pool[q, P_REF] < best_ref:
-                            j = q
-                            best_ref = pool[q, P_REF]
+                if fifo:
+                    j = np.int64(lh[s, side, px])
+                    best_ref = pool[j, P_REF]
+                else:
+                    for q in range(base, base + n):
+                        if pool[q, P_PX] == px and pool[q, P_SIDE] == side:
+                            if j < 0 or pool[q, P_REF] < best_ref:
+                                j = q
+                                best_ref = pool[q, P_REF]
                 rem = pool[j, P_SH]
                 if rem == 1 or _bits(rng, 16) < st[G_FULL_EXEC]:
                     ex = rem
@@ -495,7 +599,9 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                 st[G_NEXT_MATCH] = mt + 1
                 if ex == rem:
                     _lvl_remove(lvl, sy, s, side, px)
-                    _pool_remove(pool, sy, s, j)
+                    if fifo:
+                        _fifo_unlink(pool, lh, lt, s, j)
+                    _pool_remove(pool, sy, st, lh, lt, s, j)
                 else:
                     pool[j, P_SH] = rem - ex
                 t = 69 if ev == EV_E else 67
@@ -525,6 +631,8 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                     ln = 23
                 elif ev == EV_U:
                     _lvl_remove(lvl, sy, s, side, idx)
+                    if fifo:
+                        _fifo_unlink(pool, lh, lt, s, j)
                     nidx = idx + ud_tbl[_bits(rng, 8)]
                     if nidx < 0:
                         nidx = 0
@@ -536,12 +644,17 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                     elif nidx <= sy[s, Y_BB]:
                         nidx = sy[s, Y_BB] + 1
                     nref = st[G_NEXT_REF]
-                    st[G_NEXT_REF] = nref + 1
+                    step = 1
+                    if st[G_REF_GAP] != 0 and _bits(rng, 2) == 0:
+                        step += 1 + _bits(rng, 2)
+                    st[G_NEXT_REF] = nref + step
                     nsh = sh_tbl[_bits(rng, 12)]
                     pool[j, P_REF] = nref
                     pool[j, P_PX] = nidx
                     pool[j, P_SH] = nsh
                     _lvl_add(lvl, sy, s, side, nidx)
+                    if fifo:
+                        _fifo_push(pool, lh, lt, s, side, nidx, j)
                     _hdr(b, p, 85, locate, track, ts)
                     wr_u64(b, p + 11, ref)
                     wr_u64(b, p + 19, nref)
@@ -550,7 +663,9 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
                     ln = 35
                 else:  # D (and an X on a one-share order)
                     _lvl_remove(lvl, sy, s, side, idx)
-                    _pool_remove(pool, sy, s, j)
+                    if fifo:
+                        _fifo_unlink(pool, lh, lt, s, j)
+                    _pool_remove(pool, sy, st, lh, lt, s, j)
                     _hdr(b, p, 68, locate, track, ts)
                     wr_u64(b, p + 11, ref)
                     ln = 19
@@ -570,11 +685,12 @@ def _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy, lvl, 
 # the chunk kernel
 # --------------------------------------------------------------------------------------------
 
-def gen_chunk(n_max, obuf, ooff, olen, ots, rng, st, counts, sy, lvl, pool, stock, hl, sym_tbl,
+def gen_chunk(n_max, obuf, ooff, olen, ots, rng, st, counts, sy, lvl, lh, lt, pool, stock, hl, sym_tbl,
               wts, off_tbl, sh_tbl, gap_tbl, ud_tbl, mpid_tbl):
     """Generate up to ``n_max`` messages into ``obuf`` (``ooff``/``olen``: offset and length of
     each, ``ots``: ITCH timestamp, ns since midnight). Resumes where the previous call stopped
-    (all state lives in ``rng``, ``st``, ``sy``, ``lvl``, ``pool``, ``hl``); counts messages by
+    (all state lives in ``rng``, ``st``, ``sy``, ``lvl``, ``lh``/``lt`` (level FIFO heads and
+    tails with G_FIFO, else 1x1x1), ``pool``, ``hl``); counts messages by
     type letter in ``counts``. ``obuf`` must hold ``n_max * MAX_MSG`` bytes. Returns the number
     of messages written (0 once the file is complete).
     """
@@ -589,7 +705,7 @@ def gen_chunk(n_max, obuf, ooff, olen, ots, rng, st, counts, sy, lvl, pool, stoc
                 st[G_PHASE] = PH_M
             else:
                 m, pos = _flow_batch(n_max, m, pos, obuf, ooff, olen, ots, counts, rng, st, sy,
-                                     lvl, pool, stock, hl, sym_tbl, wts, off_tbl, sh_tbl, gap_tbl,
+                                     lvl, lh, lt, pool, stock, hl, sym_tbl, wts, off_tbl, sh_tbl, gap_tbl,
                                      ud_tbl, mpid_tbl)
             continue
         if ph == PH_O:
@@ -651,6 +767,20 @@ def _offset_table() -> np.ndarray:
     tail = u >= 0.35
     d[tail] = 1 + np.floor(-np.log1p(-(u[tail] - 0.35) / 0.65) * 5.0).astype(np.int64)
     return d
+
+
+def _deep_offset_table(max_ticks: int) -> np.ndarray:
+    """The deep preset's ticks behind the inside: 30% at the reference tick, 40% a short
+    geometric-like tail (mean ~4 ticks), 30% spread uniformly from 8 ticks out to ``max_ticks``
+    (resting orders far from the inside: a busy symbol keeps thousands of price levels, as on
+    Nasdaq)."""
+    u = _quantiles()
+    d = np.zeros(TBL, dtype=np.int64)
+    near = (u >= 0.30) & (u < 0.70)
+    d[near] = 1 + np.floor(-np.log1p(-(u[near] - 0.30) / 0.40 * 0.99) * 4.0).astype(np.int64)
+    far = u >= 0.70
+    d[far] = 8 + np.floor((u[far] - 0.70) / 0.30 * max(max_ticks - 8, 1)).astype(np.int64)
+    return np.minimum(d, max_ticks)
 
 
 def _shares_table() -> np.ndarray:
@@ -752,11 +882,19 @@ class FeedGenerator:
     """The generator's state and its chunks, without a file: ``chunks()`` yields
     ``(buf, off, length, ts)`` views (valid until the next chunk) of the messages in order."""
 
-    def __init__(self, *, n_messages: int, n_symbols: int = 64, seed: int = 1,
+    def __init__(self, *, n_messages: int, n_symbols: int | None = None, seed: int = 1,
                  chunk_messages: int = 1 << 20, live_per_symbol: int = 64,
                  halt_rate: float = 1e-5, mean_gap_ns: float = 1000.0,
-                 weights: dict[str, int] | None = None, steer: int = 2000,
-                 full_exec: float = 0.6):
+                 weights: dict[str, int] | None = None, steer: int | None = None,
+                 full_exec: float = 0.6, preset: str | None = None, live_orders: int | None = None):
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(p for p in PRESETS if p)}, got {preset!r}")
+        deep = preset == "deep"
+        self.preset = preset or "shallow"
+        if n_symbols is None:
+            n_symbols = DEEP_SYMBOLS if deep else 64
+        if steer is None:
+            steer = DEEP_STEER if deep else 2000
         if not 1 <= n_symbols <= 65535:
             raise ValueError(f"n_symbols must be 1..65535 (ITCH locate codes), got {n_symbols}")
         setup = 2 * n_symbols + 6
@@ -780,9 +918,15 @@ class FeedGenerator:
         steer = int(min(steer, wts[EV_A], wts[EV_D]))
         self.names = _symbol_names(k)
 
-        # the window of ticks per symbol: level counts take K * 2 * W int16 (<= 64 MiB)
-        w = int(min(4096, max(256, (1 << 24) // k)))
-        margin = min(512, w // 8)
+        # the window of ticks per symbol: level counts take K * 2 * W int16 (<= 64 MiB); deep:
+        # counts int32 plus FIFO heads and tails (12 bytes a tick and side: <= 48 MiB), and the
+        # centre may wander over a quarter of the window, so orders rest up to 3W/8 ticks from it
+        if deep:
+            w = int(min(4096, max(256, (1 << 21) // k)))
+            margin = 3 * w // 8
+        else:
+            w = int(min(4096, max(256, (1 << 24) // k)))
+            margin = min(512, w // 8)
         self.window = w
 
         # per-symbol values from a splitmix64 stream seeded by the seed
@@ -790,8 +934,18 @@ class FeedGenerator:
         sy = np.zeros((k, N_Y), dtype=np.int64)
         zipf = 1.0 / (np.arange(k, dtype=np.float64) + 4.0)
         zipf /= zipf.sum()
-        target = np.maximum(4, np.round(live_per_symbol * k * zipf)).astype(np.int64)
-        cap = np.minimum(32000, 2 * target + 32)
+        if deep:
+            if live_orders is None:
+                live_orders = deep_live_orders(n_messages)
+            if live_orders < 1:
+                raise ValueError(f"live_orders must be positive, got {live_orders}")
+            self.live_orders_target = int(live_orders)
+            target = np.maximum(4, np.round(live_orders * zipf)).astype(np.int64)
+            cap = target + target // 4 + 64
+        else:
+            self.live_orders_target = None
+            target = np.maximum(4, np.round(live_per_symbol * k * zipf)).astype(np.int64)
+            cap = np.minimum(32000, 2 * target + 32)
         base = np.zeros(k, dtype=np.int64)
         base[1:] = np.cumsum(cap)[:-1]
         for s in range(k):
@@ -808,14 +962,17 @@ class FeedGenerator:
         sy[:, Y_CAP] = cap
         sy[:, Y_BASE] = base
         self.sy = sy
-        self.lvl = np.zeros((k, 2, w), dtype=np.int16)
-        self.pool = np.zeros((int(cap.sum()), 4), dtype=np.int64)
+        self.lvl = np.zeros((k, 2, w), dtype=np.int32 if deep else np.int16)
+        fifo_shape = (k, 2, w) if deep else (1, 1, 1)
+        self.lh = np.full(fifo_shape, -1, dtype=np.int32)
+        self.lt = np.full(fifo_shape, -1, dtype=np.int32)
+        self.pool = np.zeros((int(cap.sum()), N_P if deep else 4), dtype=np.int64)
         self.stock = np.frombuffer(b"".join(n.encode().ljust(8) for n in self.names),
                                    dtype=np.uint8).reshape(k, 8).copy()
         self.hl = np.zeros((MAX_HALTED, 2), dtype=np.int64)
         self.sym_tbl = _symbol_table(zipf)
         self.wts = wts
-        self.off_tbl = _offset_table()
+        self.off_tbl = _deep_offset_table(margin - 2) if deep else _offset_table()
         self.sh_tbl = _shares_table()
         self.gap_tbl = _gap_table(mean_gap_ns)
         self.ud_tbl = _replace_delta_table()
@@ -839,6 +996,11 @@ class FeedGenerator:
         st[G_FULL_EXEC] = int(full_exec * 65536)
         st[G_HALT_MIN] = 2000
         st[G_HALT_SPAN] = 20000
+        if deep:
+            st[G_FIFO] = 1
+            st[G_GROW] = DEEP_GROW
+            st[G_RAMP] = min(DEEP_RAMP, int(wts[EV_D]))
+            st[G_REF_GAP] = 1
         self.st = st
         self.counts = np.zeros(256, dtype=np.int64)
 
@@ -851,7 +1013,7 @@ class FeedGenerator:
     def next_chunk(self) -> int:
         """Generate the next chunk into ``obuf``/``ooff``/``olen``/``ots``; returns its size."""
         return int(_gen_chunk(self.chunk_messages, self.obuf, self.ooff, self.olen, self.ots,
-                              self.rng, self.st, self.counts, self.sy, self.lvl, self.pool,
+                              self.rng, self.st, self.counts, self.sy, self.lvl, self.lh, self.lt, self.pool,
                               self.stock, self.hl, self.sym_tbl, self.wts, self.off_tbl,
                               self.sh_tbl, self.gap_tbl, self.ud_tbl, self.mpid_tbl))
 
@@ -873,24 +1035,38 @@ class FeedGenerator:
     def live_orders(self) -> int:
         return int(self.sy[:, Y_NLIVE].sum())
 
+    def depth_stats(self) -> dict:
+        """Live orders now, at half of the order flow and at the peak; live price levels (both
+        sides, all symbols) and the most levels on one symbol now."""
+        per_sym = (self.lvl != 0).sum(axis=(1, 2))
+        return {"preset": self.preset, "live_orders_now": self.live_orders,
+                "live_orders_mid": int(self.st[G_MID_LIVE]), "live_orders_peak": int(self.st[G_PEAK_LIVE]),
+                "live_levels_now": int(per_sym.sum()), "max_levels_one_symbol_now": int(per_sym.max()),
+                "live_orders_target": self.live_orders_target}
+
 
 def generate(path: str | os.PathLike, *, fmt: str = "pcap", n_messages: int,
-             n_symbols: int = 64, seed: int = 1, date_ns: int = DEFAULT_DATE_NS,
+             n_symbols: int | None = None, seed: int = 1, date_ns: int = DEFAULT_DATE_NS,
              chunk_messages: int = 1 << 20, live_per_symbol: int = 64, halt_rate: float = 1e-5,
-             mean_gap_ns: float = 1000.0, **writer_kwargs) -> GenSummary:
+             mean_gap_ns: float = 1000.0, preset: str | None = None, live_orders: int | None = None,
+             **writer_kwargs) -> GenSummary:
     """Write a synthetic ITCH 5.0 day to ``path``: ``fmt="pcap"`` (MoldUDP64 in pcap, through
     ``MoldPcapWriter(**writer_kwargs)``, ending with an end-of-session packet) or ``"itch"``
     (BinaryFILE through ``BinaryFileWriter``, ending with the zero-length record).
 
     ``n_messages`` counts every ITCH message in the file (setup and end messages included);
     capture times are ``date_ns`` + the ITCH timestamp. Deterministic in all arguments.
+
+    ``preset="deep"``: Nasdaq-like depth (see ``PRESETS``); ``n_symbols`` defaults to 500 and
+    ``live_orders`` (the live orders at the close) to :func:`deep_live_orders`. The summary's
+    ``extra`` holds the live-order counts (now, mid-stream, peak) and live levels.
     """
     if fmt not in ("pcap", "itch"):
         raise ValueError(f"fmt must be 'pcap' or 'itch', got {fmt!r}")
     t0 = time.perf_counter()
     g = FeedGenerator(n_messages=n_messages, n_symbols=n_symbols, seed=seed,
                       chunk_messages=chunk_messages, live_per_symbol=live_per_symbol,
-                      halt_rate=halt_rate, mean_gap_ns=mean_gap_ns)
+                      halt_rate=halt_rate, mean_gap_ns=mean_gap_ns, preset=preset, live_orders=live_orders)
     first_ts = -1
     n_packets = 0
     if fmt == "pcap":
@@ -913,13 +1089,14 @@ def generate(path: str | os.PathLike, *, fmt: str = "pcap", n_messages: int,
     elapsed = time.perf_counter() - t0
     assert g.done and int(g.st[G_EMITTED]) == n_messages
     return GenSummary(
-        path=os.fspath(path), fmt=fmt, n_messages=int(n_messages), n_symbols=int(n_symbols),
+        path=os.fspath(path), fmt=fmt, n_messages=int(n_messages), n_symbols=int(g.n_symbols),
         seed=int(seed), date_ns=int(date_ns), counts=g.count_dict(),
         order_flow_messages=int(g.st[G_FLOW_TOTAL]), n_halts=int(g.st[G_HALTS]),
         n_orders_live_at_end=g.live_orders, last_order_ref=int(g.st[G_NEXT_REF]) - 1,
         last_match=int(g.st[G_NEXT_MATCH]) - 1, first_ts=first_ts, last_ts=int(g.st[G_TS]),
         bytes_written=w.bytes_written, n_packets=n_packets, elapsed_s=round(elapsed, 3),
         messages_per_s=round(n_messages / elapsed, 1) if elapsed > 0 else 0.0,
+        extra=g.depth_stats(),
     )
 
 
@@ -930,7 +1107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fmt", choices=("pcap", "itch"), default="pcap",
                     help="pcap: MoldUDP64 over UDP in pcap; itch: Nasdaq BinaryFILE")
     ap.add_argument("--messages", type=int, required=True, help="ITCH messages in the file")
-    ap.add_argument("--symbols", type=int, default=64)
+    ap.add_argument("--symbols", type=int, default=None, help="symbols (default 64; deep: 500)")
+    ap.add_argument("--preset", choices=("shallow", "deep"), default="shallow",
+                    help="deep: Nasdaq-like depth (>= 1M live orders mid-stream at 30M messages)")
+    ap.add_argument("--live-orders", type=int, default=None,
+                    help="deep: live orders at the close (default: messages/18, 1M..6M)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--date", default="2026-11-02", help="trading day (America/New_York)")
     ap.add_argument("--halt-rate", type=float, default=1e-5, help="halts per flow message")
@@ -947,7 +1128,8 @@ def main(argv: list[str] | None = None) -> int:
                   nanosecond=not a.usec)
     summary = generate(a.out, fmt=a.fmt, n_messages=a.messages, n_symbols=a.symbols,
                        seed=a.seed, date_ns=trading_day_ns(a.date), halt_rate=a.halt_rate,
-                       mean_gap_ns=a.mean_gap_ns, live_per_symbol=a.live_per_symbol, **wk)
+                       mean_gap_ns=a.mean_gap_ns, live_per_symbol=a.live_per_symbol,
+                       preset=None if a.preset == "shallow" else a.preset, live_orders=a.live_orders, **wk)
     print(summary.to_json())
     return 0
 
