@@ -12,18 +12,30 @@ from omegaconf import DictConfig
 
 from pipeline.config import register
 from pipeline.control import RC_CONFIG, RC_ERROR
+from pipeline.logs import EventLog, configure
 from pipeline.run import user_errors, run
 
 register()
 #: the Hydra config root, conf/ at the top of the repository (the package is installed editable)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
+#: ``hftbot run`` flags that are not Hydra overrides -> the overrides they stand for
+FLAGS = {"--quiet": "logging.progress=false", "-q": "logging.progress=false",
+         "--json": "logging.json=true"}
+
 
 @hydra.main(config_path=CONF_DIR, config_name="replay", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    lc = cfg.get("logging")
     try:
-        rep = run(cfg, out_dir=out_dir, log=print)
+        configure(json_lines=bool(lc.json) if lc is not None else False,
+                  level=str(lc.level) if lc is not None else "info")
+    except ValueError as exc:
+        print(f"hftbot: error: {exc}", file=sys.stderr)
+        sys.exit(RC_CONFIG)
+    try:
+        rep = run(cfg, out_dir=out_dir, log=EventLog())
     except user_errors() as exc:
         print(f"hftbot: error: {exc}", file=sys.stderr)
         sys.exit(RC_CONFIG)
@@ -37,6 +49,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def run_cli(argv: list[str]) -> None:
-    """Run the Hydra app with ``argv`` (overrides, ``--config-name``...) as its command line."""
-    sys.argv = ["hftbot run", *argv]
+    """Run the Hydra app with ``argv`` (overrides, ``--config-name``...) as its command line.
+    ``--quiet`` / ``-q`` (no progress bars) and ``--json`` (JSON log lines) become overrides."""
+    args = [FLAGS.get(a, a) for a in argv]
+    sys.argv = ["hftbot run", *args]
     main()

@@ -272,6 +272,25 @@ class GpuConf:
 
 
 @dataclass
+class LoggingConf:
+    """What the run prints (pipeline/logs.py, pipeline/progress.py)."""
+
+    json: bool = False              # one JSON object per line (ts, level, event, msg, fields) instead of text
+    progress: bool = True           # live progress bars on a terminal (never when stdout is not one); --quiet: off
+    level: str = "info"             # debug | info | warning | error
+
+
+@dataclass
+class MetricsConf:
+    """The Prometheus endpoint of a run (pipeline/metrics.py), read at scrape time."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"         # 0.0.0.0 only inside a container / behind a firewall
+    port: int = 0                   # 0: a free port (printed at start); Prometheus needs a fixed one
+    linger_s: float = 0.0           # keep serving this long after the report (a last scrape of a short run)
+
+
+@dataclass
 class RunConf:
     backend: BackendConf = field(default_factory=BackendConf)
     feed: FeedConf = field(default_factory=FeedConf)
@@ -284,6 +303,8 @@ class RunConf:
     bridge: BridgeConf = field(default_factory=BridgeConf)
     venue: VenueConf = field(default_factory=VenueConf)
     gpu: GpuConf = field(default_factory=GpuConf)
+    logging: LoggingConf = field(default_factory=LoggingConf)
+    metrics: MetricsConf = field(default_factory=MetricsConf)
 
 
 def register() -> None:

@@ -8,6 +8,11 @@ anything connects: a FIX session must never wait for the compiler); start the ve
 per batch, with the kill switch watched from a thread (``pipeline/control.py``); drain the
 venue; log out; stop every child; write the report (``replay/run_report.py``).
 
+Watching it: the Prometheus endpoint (``pipeline/metrics.py``, ``metrics.*``) is up from the
+start to the end of the run (``metrics.linger_s`` longer for a last scrape), progress bars on a
+terminal (``pipeline/progress.py``), every line an event (``pipeline/logs.py``; JSON with
+``logging.json=true``).
+
 SIGINT / SIGTERM stop the replay between batches: working orders are cancelled and their acks
 awaited (``bridge.cancel_timeout_s``), then the session logs out, the venue stops and the report
 is marked ``interrupted``. A second signal forces the exit. A failure at any stage still writes
@@ -32,6 +37,10 @@ from pipeline.engine import KILL_CODES, make_engine
 from pipeline.execution import Execution, format_execution
 from pipeline.feed import open_reader, resolve_input
 from pipeline.latency import format_latencies
+from pipeline.logs import EventLog, as_event_log
+from pipeline.metrics import MetricsError, linger, serve
+from pipeline.progress import NullProgress, open_progress
+from kernels.stats import MESSAGES_IN
 from replay.report import feed_summary, format_intents, format_risk, format_summary
 from replay.run_report import empty_risk_raw, risk_in_dollars, run_meta, skeleton, utc
 
@@ -45,14 +54,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from replay.capture import CaptureError
 
     return (ConfigError, BackendError, CaptureError, FileNotFoundError, FixError, KillFileError,
-            OmegaConfBaseException)
+            MetricsError, OmegaConfBaseException)
 
 
 class Run:
     """One run's state: what the report needs, whatever stage it ends in."""
 
     def __init__(self, cfg: DictConfig, out_dir: Path | None, log: Callable[[str], None]):
-        self.cfg, self.out_dir, self.log = cfg, out_dir, log
+        self.cfg, self.out_dir = cfg, out_dir
+        self.log: EventLog = as_event_log(log)
         self.rep = skeleton(run_meta(str(cfg.backend.name), config_hash(cfg), out_dir))
         self.stage = "config"
         self.t0 = time.perf_counter()
@@ -63,6 +73,11 @@ class Run:
         self.ctl: RunControl | None = None
         self.kill_file: Path | None = None
         self.kill_logged = False
+        # watching: read by the metrics collector (scrape thread) and the progress display
+        self.feed_ts = 0            # newest ITCH timestamp processed, ns since midnight
+        self.input_size = 0         # bytes of the input file (0: live or compressed)
+        self.metrics = None
+        self.progress: NullProgress = NullProgress()
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.perf_counter()
@@ -92,12 +107,14 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
 def _run(r: Run, signals: bool) -> None:
     cfg, log = r.cfg, r.log
     validate(cfg)
+    _watch(r)
     r.kill_file = resolve_kill_file(cfg.risk.kill.file)
     r.rep["kill_switch"]["kill_file"] = str(r.kill_file) if r.kill_file else None
     refuse_leftover(r.kill_file)
     backend = backends.load(cfg.backend.name)
 
     r.stage = "feed"
+    r.progress.stage("setup", "opening the feed")
     live = cfg.feed.source == "live"
     live_sync = None
     if live:
@@ -110,15 +127,20 @@ def _run(r: Run, signals: bool) -> None:
         path = resolve_input(cfg.feed, log)
         r.reader = open_reader(cfg.feed, path)
     r.rep["input"]["path"] = str(path)
+    if not live:
+        r.input_size = _input_size(Path(path))
 
     r.stage = "build"
+    r.progress.stage("setup", "building the engine")
     engine = make_engine(cfg, backend, r.reader, live_sync, log)
     r.engine = engine
     r.rep["run"]["engine"] = engine.name
     if r.out_dir is not None:
         write_control_file(r.out_dir, r.kill_file)
-    log(f"hftbot run  config {r.rep['run']['config_hash']}  backend {cfg.backend.name}  engine {engine.name}  "
-        f"pid {r.rep['run']['pid']}")
+    log.event("start", f"hftbot run  config {r.rep['run']['config_hash']}  backend {cfg.backend.name}  "
+              f"engine {engine.name}  pid {r.rep['run']['pid']}", config_hash=r.rep['run']['config_hash'],
+              backend=str(cfg.backend.name), engine=engine.name, pid=r.rep['run']['pid'],
+              run_dir=str(r.out_dir) if r.out_dir is not None else None)
     log(f"kill       file {r.kill_file or '(none)'}" + ("; SIGUSR1" if cfg.risk.kill.signal else "")
         + "  (hftbot kill" + (f" --run {r.out_dir}" if r.out_dir is not None else "") + ")")
     if r.out_dir is not None:
@@ -134,6 +156,7 @@ def _run(r: Run, signals: bool) -> None:
 
     # compile before connecting: the first batch of a cold cache takes minutes of compiling
     r.stage = "compile"
+    r.progress.stage("compile", "compiling (or loading from the numba cache)")
     it = iter(r.reader)
     first = None if live else next(it, None)   # frames the first chunk (compiles the framing kernels)
     times = engine.warm(first, log)
@@ -148,10 +171,12 @@ def _run(r: Run, signals: bool) -> None:
         times.update(engine.prepare(r.ex, log))
     r.rep["timing"]["compile_by_stage_s"] = {k: round(v, 3) for k, v in times.items()}
     r.mark("compile")
-    log(f"compile    done in {r.marks['compile'] - r.marks['setup']:.1f} s ("
-        + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + ")")
+    log.event("compile", f"compile    done in {r.marks['compile'] - r.marks['setup']:.1f} s ("
+              + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + ")",
+              seconds=round(r.marks['compile'] - r.marks['setup'], 3), by_stage=r.rep["timing"]["compile_by_stage_s"])
 
     r.stage = "connect"
+    r.progress.stage("connect", "starting the venue and logging on" if r.ex is not None else "")
     if r.ex is not None:
         r.ex.start()
         r.ctl.reassert()
@@ -159,6 +184,7 @@ def _run(r: Run, signals: bool) -> None:
     r.mark("connect")
 
     r.stage = "replay"
+    r.progress.start_replay(Path(str(path)).name, r.input_size or None)
     pace0: tuple[int, int] | None = None
     batches = itertools.chain([first], it) if first is not None else it
     for batch in batches:
@@ -168,11 +194,14 @@ def _run(r: Run, signals: bool) -> None:
             pace0 = _pace(batch, pace0, float(cfg.feed.speed), r)
             if r.ctl.stop_requested:
                 break
-        engine.step(batch)
+        r.feed_ts = engine.step(batch) or r.feed_ts
+        r.progress.replay(r.reader.bytes_read, int(r.reader.stats[MESSAGES_IN]), r.feed_ts)
         _check_kill(r)
     r.mark("replay")
 
     r.stage = "drain"
+    r.progress.end_replay()
+    r.progress.stage("drain", "the venue's last reports")
     if r.ctl.stop_requested:
         _interrupted(r)
     elif r.ex is not None:
@@ -180,6 +209,46 @@ def _run(r: Run, signals: bool) -> None:
     _check_kill(r)
     engine.finish()
     r.mark("drain")
+
+
+def _watch(r: Run) -> None:
+    """The metrics endpoint and the progress display (both read the run, never the hot path)."""
+    cfg = r.cfg
+    check_watch_config(cfg)
+    if "metrics" in cfg:
+        r.metrics = serve(cfg.metrics, r, r.log)
+    lc = cfg.get("logging")
+    if lc is not None and lc.progress and not lc.json:
+        r.progress = open_progress(True)
+        r.log.listeners.append(r.progress.note)
+        r.progress.stage("setup", "")
+
+
+def check_watch_config(cfg: DictConfig) -> None:
+    """``logging`` and ``metrics`` values (ConfigError naming the key)."""
+    from pipeline.config import ConfigError
+
+    if "logging" in cfg and str(cfg.logging.level).lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"logging.level: must be debug, info, warning or error (got {cfg.logging.level!r})")
+    if "metrics" in cfg:
+        m = cfg.metrics
+        if not 0 <= int(m.port) <= 65535:
+            raise ConfigError(f"metrics.port: must be in 0..65535 (0 = a free port) (got {m.port!r})")
+        if not str(m.host):
+            raise ConfigError("metrics.host: must be an address to listen on, e.g. 127.0.0.1 (got '')")
+        if not 0 <= float(m.linger_s) <= 3600:
+            raise ConfigError(f"metrics.linger_s: must be in 0..3600 s (got {m.linger_s!r})")
+
+
+def _input_size(path: Path) -> int:
+    """Bytes the reader will read from ``path`` (0 when unknown: a gzip file is read decompressed)."""
+    try:
+        with path.open("rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                return 0
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _check_kill(r: Run) -> None:
@@ -246,6 +315,7 @@ def _pace(batch, pace0: tuple[int, int] | None, speed: float, r: Run) -> tuple[i
 
 def _shutdown(r: Run, error: BaseException | None) -> None:
     """Log out, stop the venue, close the feed, write and print the report. Never raises."""
+    r.progress.close()  # the summary prints below, with no live display
     t_stop = time.perf_counter()
     for what, fn in (("fix + venue", (r.ex.stop if r.ex is not None else None)),
                      ("feed", getattr(r.reader, "close", None)),
@@ -268,10 +338,37 @@ def _shutdown(r: Run, error: BaseException | None) -> None:
         try:
             r.out_dir.mkdir(parents=True, exist_ok=True)
             (r.out_dir / "report.json").write_text(json.dumps(r.rep, indent=2, default=str))
-            r.log(f"report     {r.out_dir / 'report.json'} ({r.rep['run']['status']}, exit status "
-                  f"{r.rep['run']['exit_code']})")
+            r.log.event("report", f"report     {r.out_dir / 'report.json'} ({r.rep['run']['status']}, exit status "
+                        f"{r.rep['run']['exit_code']})", **_headline(r.rep))
         except OSError as exc:
             r.log(f"error      writing the report: {exc!r}")
+    _unwatch(r)
+
+
+def _headline(rep: dict[str, Any]) -> dict[str, Any]:
+    """The report's key figures, as fields of the ``report`` event."""
+    ex, rk = rep["execution"], rep["risk"]
+    return {"path": str(Path(rep["run"]["run_dir"] or ".") / "report.json"), "status": rep["run"]["status"],
+            "exit_code": rep["run"]["exit_code"], "messages": rep["feed"]["messages_in"],
+            "msgs_per_s": round(rep["timing"]["msgs_per_s"], 1), "intents": rk["intents"],
+            "rejected": rk["rejected"], "orders": ex["new_sent"], "fills": ex["fills"],
+            "pnl_usd": rk["pnl_usd"].get("total", 0.0), "kill_switch": rk["kill_switch"]}
+
+
+def _unwatch(r: Run) -> None:
+    """The run is over: the endpoint serves the final values (``metrics.linger_s``), then closes."""
+    r.stage = "done"
+    if r.metrics is None:
+        return
+    try:
+        linger(r.cfg.metrics, r.metrics, r.log)
+    except BaseException as exc:  # noqa: BLE001 - a Ctrl-C while lingering ends it; the report is written
+        r.log(f"metrics    linger ended: {type(exc).__name__}")
+    finally:
+        try:
+            r.metrics.close()
+        except Exception as exc:  # noqa: BLE001 - never raises
+            r.log(f"error      closing the metrics endpoint: {exc!r}")
 
 
 def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
