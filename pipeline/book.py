@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -109,6 +110,29 @@ class BookState:
             "max_levels_in_a_book": int(c[B.C_MAX_LEVELS_SEEN]), "feature_rows": int(c[B.C_FEATURES]),
             "events": int(c[B.C_EVENTS]),
         }
+
+    def drops(self, keys: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Events the books dropped, by reason, each with what it means; a drop that the
+        configuration causes names the key to raise (``config_key``). ``keys`` renames the
+        config keys (``{"book.max_symbols": "--max-symbols"}`` for ``hftbot book``)."""
+        keys = keys or {}
+        c = self.ctr
+        size_key = keys.get("book.max_symbols", "book.max_symbols")
+        rows = [
+            ("bad_locate", B.C_BAD_LOCATE, f"stock locate above {size_key} = {self.max_symbols:,}", size_key),
+            ("bad_side", B.C_BAD_SIDE, "add with a side other than B or S", None),
+            ("missing_refs", B.C_MISSING_REF, "update of an order not in the book (the capture starts "
+             "mid-session, or its add was lost)", None),
+            ("duplicate_refs", B.C_DUPLICATE_REF, "add of an order reference already live", None),
+        ]
+        out = []
+        for reason, slot, what, key in rows:
+            if c[slot]:
+                d: dict[str, Any] = {"reason": reason, "count": int(c[slot]), "what": what}
+                if key:
+                    d["config_key"] = key
+                out.append(d)
+        return out
 
 
 @dataclass

@@ -13,22 +13,140 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from kernels import cpu
-from replay.capture import CaptureError, CaptureReader
+from kernels.itch_spec import LENGTHS
+from replay.capture import MIN_CHUNK, CaptureError, CaptureReader, parse_filters
 from replay.render import event_json
-from replay.report import feed_summary, truncation_line
+from replay.report import feed_summary, input_lines
 from pipeline.stages import DecodeStage
+
+MAX_CHUNK = 1 << 30  # --chunk-bytes above this is a typo, not a buffer size
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``hftbot decode: error: ...``, exit status 2), the style of
+    the config errors, instead of a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# -- argument types: each raises ArgumentTypeError with the reason -------------------------------
+def count(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    return n
+
+
+def positive(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def locates(text: str) -> int:
+    """A number of stock locates: 1..65535 (ITCH locate codes are 16-bit)."""
+    n = positive(text)
+    if n > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535 (ITCH locate codes are 16-bit), got {n:,}")
+    return n
+
+
+def chunk_bytes(text: str) -> int:
+    n = count(text)
+    if not MIN_CHUNK <= n <= MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"must be {MIN_CHUNK:,}..{MAX_CHUNK:,} bytes (a chunk holds the "
+                                         f"largest capture record), got {n:,}")
+    return n
+
+
+def message_types(text: str) -> set[str]:
+    """``A,F,U`` -> the set of ITCH 5.0 type letters; an unknown type is an error."""
+    want = {t.strip() for t in text.split(",") if t.strip()}
+    if not want:
+        raise argparse.ArgumentTypeError("expected ITCH message types, e.g. A,F,U")
+    unknown = sorted(want - set(LENGTHS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown ITCH 5.0 message type{'s' * (len(unknown) > 1)} "
+                                         f"{', '.join(map(repr, unknown))} (known: {','.join(sorted(LENGTHS))})")
+    return want
+
+
+def symbol_list(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected symbols, e.g. AAPL,MSFT")
+    bad = [n for n in names if len(n) > 8 or not (n.isascii() and n.isprintable()) or " " in n]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not a stock symbol (1-8 printable ASCII characters): "
+                                         f"{', '.join(map(repr, bad))}")
+    return names
+
+
+def feed_filter(text: str) -> str:
+    try:
+        parse_filters([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def parse_clock(text: str) -> int:
+    """``HH:MM:SS[.fraction]`` -> ns since midnight (the ITCH timestamp scale)."""
+    try:
+        hms, _, frac = text.partition(".")
+        h, m, sec = (int(x) for x in hms.split(":"))
+        if not (0 <= h < 24 and 0 <= m < 60 and 0 <= sec < 60) or (frac and not frac.isdigit()) or len(frac) > 9:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HH:MM:SS[.nnnnnnnnn]") from None
+    return ((h * 60 + m) * 60 + sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def clock_text(text: str) -> str:
+    parse_clock(text)
+    return text
+
+
+# -- commands -------------------------------------------------------------------------------------
+def open_capture(prog: str, args: argparse.Namespace) -> CaptureReader | None:
+    """The reader of ``args.file``, checked to be an ITCH capture; None (after a one-line error)
+    when it cannot be read or is not a capture."""
+    try:
+        reader = CaptureReader(args.file, filters=args.filter or (), chunk_bytes=args.chunk_bytes)
+        reader.check_content()
+    except (CaptureError, FileNotFoundError, ValueError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None
+    return reader
+
+
+def report_input(prog: str, reader: CaptureReader, drops: list | None = None) -> None:
+    """What was skipped or cut off (feed and books), in the words of every command's summary."""
+    f = feed_summary(reader.stats)
+    for label, text in input_lines(f, reader.trailing_bytes, reader.error, drops):
+        if text != "nothing":
+            print(f"{prog}: {label}: {text}", file=sys.stderr)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    try:
-        reader = CaptureReader(args.file, filters=args.filter or (), chunk_bytes=args.chunk_bytes)
-    except (CaptureError, FileNotFoundError, ValueError) as exc:
-        print(f"hftbot decode: error: {exc}", file=sys.stderr)
+    reader = open_capture("hftbot decode", args)
+    if reader is None:
         return 2
     decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
-    want = set(args.types.split(",")) if args.types else None
+    want = args.types
     out = sys.stdout
     printed = 0
     try:
@@ -51,39 +169,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     print(f"hftbot decode: {reader.format}, {f['decoded']} messages decoded of {f['messages_in']} "
           f"blocks; gaps {f['gaps']} ({f['gap_messages']} messages), duplicates {f['duplicate_messages']}",
           file=sys.stderr)
-    for name, count in f["problems"].items():
-        print(f"hftbot decode: skipped {name}: {count}", file=sys.stderr)
-    if reader.trailing_bytes:
-        print(f"hftbot decode: truncated: {truncation_line(f['decoded'], reader.trailing_bytes)}"
-              + (f" ({reader.error})" if reader.error else ""), file=sys.stderr)
+    report_input("hftbot decode", reader)
     return 0
-
-
-def parse_clock(text: str) -> int:
-    """``HH:MM:SS[.fraction]`` -> ns since midnight (the ITCH timestamp scale)."""
-    try:
-        hms, _, frac = text.partition(".")
-        h, m, sec = (int(x) for x in hms.split(":"))
-        if not (0 <= h < 24 and 0 <= m < 60 and 0 <= sec < 60) or (frac and not frac.isdigit()) or len(frac) > 9:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--at {text!r}: expected HH:MM:SS[.nnnnnnnnn]") from None
-    return ((h * 60 + m) * 60 + sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 def cmd_book(args: argparse.Namespace) -> int:
     from pipeline.book import BookCapacityError, BookStage, BookState
 
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    try:
-        stop_ns = parse_clock(args.at) if args.at else None
-    except argparse.ArgumentTypeError as exc:
-        print(f"hftbot book: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        reader = CaptureReader(args.file, filters=args.filter or (), chunk_bytes=args.chunk_bytes)
-    except (CaptureError, FileNotFoundError, ValueError) as exc:
-        print(f"hftbot book: error: {exc}", file=sys.stderr)
+    symbols = args.symbols
+    stop_ns = parse_clock(args.at) if args.at else None
+    reader = open_capture("hftbot book", args)
+    if reader is None:
         return 2
     state = BookState(args.max_orders, args.max_levels, args.max_symbols)
     decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
@@ -94,7 +190,8 @@ def cmd_book(args: argparse.Namespace) -> int:
             if books.stopped:
                 break
     except BookCapacityError as exc:
-        print(f"hftbot book: error: {exc}", file=sys.stderr)
+        text = str(exc).replace("book.max_orders", "--max-orders").replace("book.max_levels", "--max-levels")
+        print(f"hftbot book: error: {text.replace('in the config', 'on the command line')}", file=sys.stderr)
         return 3
     for name in symbols:
         loc = state.locate_of(name)
@@ -108,51 +205,58 @@ def cmd_book(args: argparse.Namespace) -> int:
           f"missing refs {c['missing_refs']:,}, crossed updates {c['crossed_updates']:,}, locked updates "
           f"{c['locked_updates']:,}, books crossed or locked now {c['crossed_or_locked_books_now']:,}",
           file=sys.stderr)
-    f = feed_summary(reader.stats)
-    for name, count in f["problems"].items():
-        print(f"hftbot book: skipped {name}: {count}", file=sys.stderr)
+    report_input("hftbot book", reader, state.drops({"book.max_symbols": "--max-symbols"}))
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from replay.generator import generate
 
-    summary = generate(args.out, fmt=args.fmt, n_messages=args.messages, n_symbols=args.symbols,
-                       seed=args.seed)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        print(f"hftbot generate: error: {out.parent}: no such directory", file=sys.stderr)
+        return 2
+    try:
+        summary = generate(args.out, fmt=args.fmt, n_messages=args.messages, n_symbols=args.symbols,
+                           seed=args.seed)
+    except ValueError as exc:  # too few messages for the symbols' set-up
+        print(f"hftbot generate: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary.__dict__ if hasattr(summary, "__dict__") else summary, default=str))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hftbot", description="GPU-resident ITCH-to-FIX trading pipeline")
+    p = Parser(prog="hftbot", description="GPU-resident ITCH-to-FIX trading pipeline")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run the pipeline (Hydra app: overrides follow, e.g. feed.path=x.pcap)",
                    add_help=False)
     d = sub.add_parser("decode", help="print the ITCH 5.0 messages of a capture as JSON lines")
     d.add_argument("file", help="pcap, pcapng or Nasdaq BinaryFILE (.itch), optionally gzip-compressed")
-    d.add_argument("--filter", action="append", metavar="GROUP:PORT",
+    d.add_argument("--filter", action="append", metavar="GROUP:PORT", type=feed_filter,
                    help="only UDP to this destination (repeatable; default: all UDP)")
-    d.add_argument("--types", help="only these message types, e.g. A,F,U")
-    d.add_argument("--limit", type=int, default=0, help="stop after N messages")
-    d.add_argument("--chunk-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
+    d.add_argument("--types", type=message_types, help="only these message types, e.g. A,F,U")
+    d.add_argument("--limit", type=count, default=0, help="stop after N messages (default 0: all)")
+    d.add_argument("--chunk-bytes", type=chunk_bytes, default=4 << 20, help=argparse.SUPPRESS)
     d.set_defaults(func=cmd_decode)
     b = sub.add_parser("book", help="replay a capture and print the order book of some symbols as JSON lines")
     b.add_argument("file", help="pcap, pcapng or Nasdaq BinaryFILE (.itch), optionally gzip-compressed")
-    b.add_argument("--symbols", required=True, help="comma-separated, e.g. AAPL,MSFT")
-    b.add_argument("--depth", type=int, default=5, help="price levels per side (default 5)")
-    b.add_argument("--at", metavar="HH:MM:SS.nnnnnnnnn",
+    b.add_argument("--symbols", required=True, type=symbol_list, help="comma-separated, e.g. AAPL,MSFT")
+    b.add_argument("--depth", type=positive, default=5, help="price levels per side (default 5)")
+    b.add_argument("--at", metavar="HH:MM:SS.nnnnnnnnn", type=clock_text,
                    help="stop before the first message after this time (ITCH time, ns since midnight)")
-    b.add_argument("--filter", action="append", metavar="GROUP:PORT", help="only UDP to this destination")
-    b.add_argument("--max-orders", type=int, default=6_000_000)
-    b.add_argument("--max-levels", type=int, default=2_000_000)
-    b.add_argument("--max-symbols", type=int, default=16_384)
-    b.add_argument("--chunk-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
+    b.add_argument("--filter", action="append", metavar="GROUP:PORT", type=feed_filter,
+                   help="only UDP to this destination")
+    b.add_argument("--max-orders", type=positive, default=6_000_000)
+    b.add_argument("--max-levels", type=positive, default=2_000_000)
+    b.add_argument("--max-symbols", type=locates, default=16_384)
+    b.add_argument("--chunk-bytes", type=chunk_bytes, default=4 << 20, help=argparse.SUPPRESS)
     b.set_defaults(func=cmd_book)
     g = sub.add_parser("generate", help="write a deterministic synthetic ITCH 5.0 feed")
     g.add_argument("out")
     g.add_argument("--fmt", choices=("pcap", "itch"), default="pcap")
-    g.add_argument("--messages", type=int, default=1_000_000)
-    g.add_argument("--symbols", type=int, default=64)
+    g.add_argument("--messages", type=positive, default=1_000_000)
+    g.add_argument("--symbols", type=locates, default=64)
     g.add_argument("--seed", type=int, default=1)
     g.set_defaults(func=cmd_generate)
     from pipeline.train import add_arguments as _train_arguments, cmd_train
@@ -177,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
 
         run_cli(argv[1:])
         return 0
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser: "hftbot decode: error: unrecognized arguments: ..."
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))
 
 

@@ -38,5 +38,10 @@ def resolve_input(feed: DictConfig, log: Callable[[str], None] = print) -> Path:
 
 
 def open_reader(feed: DictConfig, path: Path) -> CaptureReader:
-    return CaptureReader(path, filters=list(feed.filters), chunk_bytes=feed.chunk_bytes,
-                         batch_rows=feed.batch_rows, max_sessions=feed.max_sessions)
+    """The reader of ``path``, its start read and checked (``CaptureReader.check_content``):
+    a file that is not an ITCH capture, or one that cannot be read at all (a damaged gzip
+    stream), raises ``CaptureError`` here, before anything starts."""
+    reader = CaptureReader(path, filters=list(feed.filters), chunk_bytes=feed.chunk_bytes,
+                           batch_rows=feed.batch_rows, max_sessions=feed.max_sessions)
+    reader.check_content()
+    return reader

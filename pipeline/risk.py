@@ -458,12 +458,26 @@ class RiskStage:
 
 
 # --- hftbot kill ---------------------------------------------------------------------------------
+def _pid(text: str) -> int:
+    """A process id for ``hftbot kill --pid``: one process. 0 and negative numbers would signal
+    a process group or every process (``kill(2)``), 1 is init."""
+    import argparse
+
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a process id, got {text!r}") from None
+    if pid < 2:
+        raise argparse.ArgumentTypeError(f"expected the process id of one pipeline (2 or more), got {pid}")
+    return pid
+
+
 def add_kill_arguments(p) -> None:
     p.add_argument("--run", metavar="DIR", help="the run directory (runs/DATE/TIME) of the run to kill: its "
                    "kill file and pid are read from DIR/control.json")
     p.add_argument("--file", help="the kill file to touch (default: risk.kill.file of --config-name, resolved "
                    "from the repository root as the run does)")
-    p.add_argument("--pid", type=int, help="also send SIGUSR1 to this pipeline process")
+    p.add_argument("--pid", type=_pid, help="also send SIGUSR1 to this pipeline process")
     p.add_argument("--config-name", default="replay", help="config whose risk.kill.file to use (default replay)")
 
 
@@ -493,6 +507,7 @@ def cmd_kill(args) -> int:
     if path is None and pid is None:
         from hydra import compose, initialize_config_dir
         from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
 
         from pipeline.config import register
 
@@ -501,16 +516,29 @@ def cmd_kill(args) -> int:
         try:
             with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
                 path = resolve_kill_file(compose(config_name=args.config_name).risk.kill.file)
-        except HydraException as exc:
+        except (HydraException, OmegaConfBaseException, ValueError) as exc:
             print(f"hftbot kill: error: --config-name {args.config_name}: {exc}".splitlines()[0], file=sys.stderr)
             return 2
         if path is None:
             print("hftbot kill: error: risk.kill.file is empty in the config; give --file, --run or --pid",
                   file=sys.stderr)
             return 2
+    if pid is not None:
+        try:
+            os.kill(int(pid), 0)  # exists, and ours to signal: checked before the kill file is touched
+        except ProcessLookupError:
+            print(f"hftbot kill: error: --pid {pid}: no such process", file=sys.stderr)
+            return 3
+        except OSError as exc:
+            print(f"hftbot kill: error: cannot signal pid {pid}: {exc}", file=sys.stderr)
+            return 3
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError as exc:
+            print(f"hftbot kill: error: cannot create the kill file {path}: {exc}", file=sys.stderr)
+            return 2
         print(f"hftbot kill: touched {path} (remove it before the next run: rm {path})", file=sys.stderr)
     if pid is not None:
         try:

@@ -12,9 +12,9 @@ bytes left over at the end of a file (a truncated last record or message) are in
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
@@ -23,6 +23,7 @@ import numpy as np
 
 from kernels import framing as F
 from kernels import stats as S
+from kernels.itch_spec import LENGTHS
 from kernels.state import Frames, MoldSessions, Payloads
 
 PCAP_MAGICS = {
@@ -88,13 +89,180 @@ class MessageBatch:
     n: int
 
 
-def _open(path: Path) -> BinaryIO:
+#: how ``CaptureReader.error`` starts when a gzip stream is damaged (reports key on it)
+COMPRESSED_DAMAGE = "the compressed stream is corrupt at byte"
+
+
+class GzipStream:
+    """A gzip file (one member or several, concatenated) decompressed as a stream, for
+    ``readinto``. A corrupt or truncated compressed stream does not raise: the data ends where
+    the damage is, and ``damage`` says where, as a byte offset into the compressed file.
+
+    ``zlib`` reports a corrupt deflate block or a bad CRC only as an exception for the whole
+    input it was given; the piece is then fed again one byte at a time (from a copy of the
+    decompressor taken before it) to find the exact offset and keep every byte before it.
+    """
+
+    PIECE = 1 << 16   # compressed bytes fed at a time
+    OUT = 1 << 22     # decompressed bytes produced at a time at most (a gzip bomb stays bounded)
+
+    def __init__(self, path: Path):
+        self.raw = open(path, "rb")
+        self.d: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self.inbuf = b""           # compressed bytes read, not yet consumed
+        self.in_pos = 0            # compressed offset of inbuf[0]
+        self.out = bytearray()     # decompressed bytes not yet handed out
+        self.out_pos = 0
+        self.done = False
+        #: why the stream ended early: "the compressed stream is corrupt at byte K (...)", or None
+        self.damage: str | None = None
+        self.damage_at: int | None = None
+
+    def __enter__(self) -> "GzipStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        return bytes(buf[:got])
+
+    def readinto(self, b) -> int:
+        mv = memoryview(b).cast("B")
+        n = 0
+        while n < len(mv):
+            avail = len(self.out) - self.out_pos
+            if avail:
+                take = min(avail, len(mv) - n)
+                mv[n:n + take] = self.out[self.out_pos:self.out_pos + take]
+                self.out_pos += take
+                n += take
+                continue
+            if self.done:
+                break
+            self.out.clear()
+            self.out_pos = 0
+            self._step()
+        return n
+
+    # -- internals ----------------------------------------------------------------------------
+    def _fail(self, at: int, why: str) -> None:
+        self.damage_at = at
+        self.damage = f"{COMPRESSED_DAMAGE} {at:,} ({why})"
+        self.done = True
+
+    def _refill(self, need: int) -> bool:
+        """At least ``need`` bytes in ``inbuf`` unless the file ends; False if it is empty."""
+        while len(self.inbuf) < need:
+            more = self.raw.read(self.PIECE)
+            if not more:
+                break
+            self.inbuf += more
+        return bool(self.inbuf)
+
+    def _consume(self, k: int) -> None:
+        self.inbuf = self.inbuf[k:]
+        self.in_pos += k
+
+    def _step(self) -> None:
+        if self.d is None:  # between members: another member, zero padding, or the end
+            if not self._refill(2):
+                self.done = True
+                return
+            if self.inbuf[:2] == GZIP_MAGIC:
+                self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif not self.inbuf.strip(b"\0"):  # zero padding after the last member (tape, dd)
+                self._consume(len(self.inbuf))
+                return
+            else:
+                at = self.in_pos + len(self.inbuf) - len(self.inbuf.lstrip(b"\0"))
+                self._fail(at, "bytes after the end of a gzip member that start no new member")
+                return
+        if not self._refill(1):
+            self._fail(self.in_pos, "the file ends inside a gzip member: truncated")
+            return
+        data = self.inbuf[: self.PIECE]
+        before = self.d.copy()
+        try:
+            self.out += self.d.decompress(data, self.OUT)
+        except zlib.error as exc:
+            self.d = before
+            self._bytewise(data, str(exc))
+            return
+        used = len(data) - len(self.d.unconsumed_tail)
+        if self.d.eof:
+            used -= len(self.d.unused_data)
+            self.d = None
+        self._consume(used)
+
+    def _bytewise(self, data: bytes, why: str) -> None:
+        """Feed ``data`` one byte at a time to find the byte zlib rejects; keep the output before it."""
+        d = self.d
+        for k in range(len(data)):
+            try:
+                self.out += d.decompress(data[k:k + 1])
+            except zlib.error as exc:
+                why = f"zlib: {exc}"
+                if "incorrect data check" in why or "incorrect length check" in why:
+                    why += "; the damage is somewhere in the gzip member that ends there, so the data " \
+                           "before it may be damaged too"
+                self._fail(self.in_pos + k, why)
+                return
+            if d.eof:  # cannot happen: the error was inside this member
+                break
+        self._fail(self.in_pos + len(data), f"zlib: {why}")
+
+
+def _open(path: Path) -> BinaryIO | GzipStream:
     raw = open(path, "rb")
     if raw.read(2) == GZIP_MAGIC:
         raw.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return GzipStream(path)
     raw.seek(0)
     return raw
+
+
+#: the length of each ITCH 5.0 message type (0: not a type), to tell a capture from other bytes
+_ITCH_LENGTH = np.zeros(256, np.int64)
+for _t, _n in LENGTHS.items():
+    _ITCH_LENGTH[ord(_t)] = _n
+
+FORMAT_NAMES = {"pcap": "pcap", "pcapng": "pcapng", "itch": "Nasdaq BinaryFILE (no pcap or pcapng magic)"}
+
+
+@dataclass
+class ContentCheck:
+    """What ``CaptureReader.check_content`` found at the start of a file."""
+
+    format: str
+    blocks: int       # message blocks framed
+    good: int         # of which ITCH messages (known type, right length)
+    error: str | None  # framing stopped early (corrupt record, truncated, damaged compression)
+    trailing: int      # bytes that are no record (after the last one, or after end-of-session)
+    payloads: int = 0  # UDP payloads of the feed (pcap, pcapng)
+    not_mold: int = 0  # of which not MoldUDP64 packets (too short, truncated, impossible sequence)
+
+    def is_capture(self, min_share: float = 0.5) -> bool:
+        if self.blocks:
+            return self.good >= min_share * self.blocks
+        return not (self.error or self.trailing or self.not_mold > min_share * self.payloads)
+
+    def describe(self) -> str:
+        if self.error:
+            why = f"; {self.error}"
+        elif self.trailing:
+            why = f"; {self.trailing:,} bytes that are no record"
+        elif self.not_mold:
+            why = f"; {self.not_mold:,} of {self.payloads:,} UDP payloads are not MoldUDP64 packets"
+        else:
+            why = ""
+        return (f"not a capture: {self.good} of {self.blocks} blocks were ITCH messages "
+                f"(read as {FORMAT_NAMES[self.format]}{why})")
 
 
 class CaptureReader:
@@ -127,8 +295,14 @@ class CaptureReader:
         self.sess_next = np.zeros(max_sessions, dtype=np.uint64)
         self.n_sess = np.zeros(1, dtype=np.int64)
         self.bytes_read = 0
+        #: where a gzip-compressed file is damaged (compressed byte offset), or None
+        self.damage_at: int | None = None
         with _open(self.path) as f:
-            self.format = detect_format(f.read(24))
+            head = f.read(24)
+            damage = getattr(f, "damage", None)
+        if damage and len(head) < 24:
+            raise CaptureError(f"{self.path}: nothing could be read: {damage}")
+        self.format = detect_format(head)
 
     # -- public -------------------------------------------------------------------------------
     def sessions(self) -> list[str]:
@@ -141,8 +315,55 @@ class CaptureReader:
                 yield from self._binaryfile(f)
             else:
                 yield from self._capture(f)
+            if isinstance(f, GzipStream) and f.damage:  # the data ended at the damage
+                self.damage_at = f.damage_at
+                self.error = f.damage
+
+    def check_content(self, min_share: float = 0.5, sample_blocks: int = 4096) -> ContentCheck:
+        """Read the start of the file (at most one chunk, ``sample_blocks`` message blocks) and
+        raise ``CaptureError`` unless it is an ITCH capture: "not a capture: 0 of 34 blocks were
+        ITCH messages". A block is an ITCH message when its type is known and its length is that
+        type's (what the decoder accepts). Not a capture: fewer than ``min_share`` of the blocks
+        are; or no block, and the framing broke (corrupt or truncated record, damaged
+        compression, bytes that are no record) or most UDP payloads are not MoldUDP64 (another
+        protocol). A well-formed capture with no feed messages in it (heartbeats only, every
+        packet filtered out) passes.
+
+        Leaves the reader as it was: iteration starts again from the first byte."""
+        blocks = good = 0
+        it = iter(self)
+        try:
+            for batch in it:
+                n = batch.n
+                kinds = batch.buf[batch.off[:n]]
+                good += int(np.count_nonzero(_ITCH_LENGTH[kinds] == batch.length[:n]))
+                blocks += n
+                if blocks >= sample_blocks or self.bytes_read > self.chunk_bytes:
+                    break
+        finally:
+            it.close()
+        st = self.stats
+        not_mold = sum(int(st[k]) for k in (S.MOLD_SHORT, S.MOLD_TRUNCATED, S.MOLD_BAD_SEQUENCE,
+                                             S.MOLD_TOO_MANY_SESSIONS))
+        res = ContentCheck(self.format, blocks, good, self.error, int(self.trailing_bytes),
+                           int(st[S.MOLD_PACKETS]), not_mold)
+        self._reset()
+        if not res.is_capture(min_share):
+            raise CaptureError(f"{self.path}: {res.describe()}")
+        return res
 
     # -- internals ----------------------------------------------------------------------------
+    def _reset(self) -> None:
+        """Back to the state before the first batch (counters, sessions, errors)."""
+        self.stats[:] = 0
+        self.trailing_bytes = 0
+        self.error = None
+        self.damage_at = None
+        self.sess_id[:] = 0
+        self.sess_next[:] = 0
+        self.n_sess[:] = 0
+        self.bytes_read = 0
+
     def _alloc(self, rows: int) -> tuple[np.ndarray, ...]:
         return (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
                 np.zeros(rows, np.uint16), np.zeros(rows, np.int64))

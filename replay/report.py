@@ -21,8 +21,9 @@ def feed_summary(stats: np.ndarray) -> dict[str, Any]:
 
 
 def book_summary(state, backend, symbols: list[str], depth: int) -> dict[str, Any]:
-    """Book counters plus the top ``depth`` levels of each configured symbol present."""
-    out: dict[str, Any] = {"stats": state.counters(), "symbols": {}}
+    """Book counters, what the books dropped and why (``drops``), and the top ``depth`` levels
+    of each configured symbol present."""
+    out: dict[str, Any] = {"stats": state.counters(), "drops": state.drops(), "symbols": {}}
     names = symbols if "*" not in symbols else []
     for name in names:
         loc = state.locate_of(name)
@@ -101,8 +102,48 @@ def format_risk(risk: dict[str, Any]) -> list[str]:
     return lines
 
 
-def truncation_line(decoded: int, trailing: int) -> str:
-    return f"{decoded} messages decoded, {trailing} trailing bytes"
+def truncation_line(decoded: int, trailing: int, error: str | None = None) -> str:
+    """How the input ended early: ``"101 messages decoded, 15 trailing bytes"`` (and why, when
+    ``error`` says), or ``"12 messages decoded, then the compressed stream is corrupt at byte K
+    (...)"`` when a gzip file is damaged (``CaptureReader.error``)."""
+    from replay.capture import COMPRESSED_DAMAGE
+
+    if error and error.startswith(COMPRESSED_DAMAGE):
+        return f"{decoded} messages decoded, then {error}" + (f"; {trailing} trailing bytes" if trailing else "")
+    return f"{decoded} messages decoded, {trailing} trailing bytes" + (f" ({error})" if error else "")
+
+
+def drops_text(drops: list[dict[str, Any]]) -> str:
+    """Book drops (``BookState.drops()``) in words: ``"bad_locate 38 (stock locate above
+    book.max_symbols (4,096): raise book.max_symbols), missing_refs 1"``."""
+    parts = []
+    for d in drops:
+        why = f" ({d['what']}: raise {d['config_key']})" if d.get("config_key") else ""
+        parts.append(f"{d['reason']} {d['count']:,}{why}")
+    return ", ".join(parts)
+
+
+def input_lines(feed: dict[str, Any], trailing: int, error: str | None,
+                drops: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """What was skipped or cut off, as ``(label, text)`` lines; the same words for every command
+    (``hftbot run``'s summary, ``decode``, ``book``). ``feed``: ``feed_summary()``; ``drops``:
+    what the books dropped (``BookState.drops()``). "skipped nothing" only when nothing was
+    skipped anywhere."""
+    parts = []
+    if feed["problems"]:
+        parts.append(", ".join(f"{k} {v:,}" for k, v in feed["problems"].items()))
+    if drops:
+        parts.append("books: " + drops_text(drops))
+    lines = [("skipped", "; ".join(parts) if parts else "nothing")]
+    if trailing or error:
+        lines.append(("truncated", truncation_line(feed["decoded"], trailing, error)))
+    return lines
+
+
+def config_drop_lines(drops: list[dict[str, Any]], events: int) -> list[str]:
+    """One loud line per drop the configuration causes (a book too small for the feed)."""
+    return [f"{d['count']:,} of {events:,} book events dropped: {d['what']}; raise {d['config_key']}"
+            for d in drops if d.get("config_key")]
 
 
 def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
@@ -128,15 +169,13 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
     for t, n in list(f["messages_by_type"].items())[:top_types]:
         share = 100.0 * n / max(f["decoded"], 1)
         lines.append(f"  {t}  {NAMES.get(t, '?'):<30} {n:>14,}  {share:5.1f}%")
-    if f["problems"]:
-        lines.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in f["problems"].items()))
-    else:
-        lines.append("skipped    nothing")
-    if inp["trailing_bytes"]:
-        lines.append(f"truncated  {truncation_line(f['decoded'], inp['trailing_bytes'])}"
-                     + (f" ({inp['error']})" if inp.get("error") else ""))
+    drops = rep.get("book", {}).get("drops", [])
+    for label, text in input_lines(f, inp["trailing_bytes"], inp.get("error"), drops):
+        lines.append(f"{label:<10} {text}")
     if "book" in rep:
         bs = rep["book"]["stats"]
+        for text in config_drop_lines(drops, bs.get("events", 0)):
+            lines.append(f"config     {text}")
         lines.append(f"books      {bs['live_orders']:,} live orders on {bs['live_levels']:,} levels; "
                      f"adds {bs['adds']:,}, deletes {bs['deletes']:,}, replaces {bs['replaces']:,}, "
                      f"executions {bs['executions']:,}, cancels {bs['cancels']:,}, trades {bs['trades']:,}")
