@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,25 +222,32 @@ def table_rows(runs: list[RunInfo]) -> tuple[list[str], list[tuple[str, list[str
     return head, out
 
 
-def format_table(runs: list[RunInfo]) -> str:
+def _clip(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: long ones keep both ends (paths differ at the end)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def format_table(runs: list[RunInfo], width: int = 30) -> str:
+    """The comparison as text: one column per run (cells clipped to ``width`` characters)."""
     head, rows = table_rows(runs)
     ncol = len(head)
-    w = [max([len(head[i])] + [len(c[i]) for _, c in rows]) for i in range(ncol)]
-    w[0] = min(w[0], 48)
+    cells_of = [[_clip(c, 48 if i == 0 else width) for i, c in enumerate(cells)] for _, cells in rows]
+    w = [max([len(head[i])] + [len(c[i]) for c in cells_of]) for i in range(ncol)]
     lines = [f"{r.label} = {r.path}" for r in runs]
     if not any(s == "config (differences)" for s, _ in rows):
         lines.append("config: the same in every run")
 
     def line(cells: list[str]) -> str:
-        first = cells[0] if len(cells[0]) <= w[0] else cells[0][: w[0] - 1] + "…"
-        return "  " + first.ljust(w[0]) + "".join("  " + c.rjust(w[i]) for i, c in enumerate(cells) if i)
+        return "  " + cells[0].ljust(w[0]) + "".join("  " + c.rjust(w[i]) for i, c in enumerate(cells) if i)
 
+    lines += ["", line(head)]
     section = None
-    for s, cells in rows:
+    for (s, _), cells in zip(rows, cells_of):
         if s != section:
-            lines.append("")
-            lines.append(f"{s}")
-            lines.append(line(head))
+            lines.append(s)
             section = s
         lines.append(line(cells))
     return "\n".join(lines)
@@ -261,17 +269,24 @@ def latency_chart(runs: list[RunInfo]) -> bytes | None:
     ax = fig.add_subplot()
     h = 0.8 / len(runs)
     y = np.arange(len(names))
+    lo = None
     for i, r in enumerate(runs):
         lat = r.rep.get("latency", {})
-        p50 = [max(_get(lat, n, "p50_ns", default=0) or 0, 1) for n in names]
-        p99 = [max(_get(lat, n, "p99_ns", default=0) or 0, 1) for n in names]
-        pos = y - 0.4 + h * (i + 0.5)
-        bars = ax.barh(pos, p99, height=h * 0.9, alpha=0.35, color=f"C{i}")
+        have = [k for k, n in enumerate(names) if _get(lat, n, "p50_ns")]   # a run without the figure: no bar
+        if not have:
+            continue
+        p50 = np.array([lat[names[k]]["p50_ns"] for k in have], np.float64)
+        p99 = np.array([max(lat[names[k]]["p99_ns"], lat[names[k]]["p50_ns"]) for k in have], np.float64)
+        lo = min(lo, float(p50.min())) if lo is not None else float(p50.min())
+        pos = y[have] - 0.4 + h * (i + 0.5)
+        ax.barh(pos, p99, height=h * 0.9, alpha=0.35, color=f"C{i}")
         ax.barh(pos, p50, height=h * 0.9, color=f"C{i}", label=f"{r.label} ({r.path.name}): p50 solid, p99 light")
-        del bars
+    if lo is None:
+        return None
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.set_xlim(left=lo / 3)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_ns(v)))
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title("latency p50 / p99 per stage (log scale)", fontsize=10)
@@ -331,14 +346,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except CompareError as exc:
         print(f"hftbot compare: error: {exc}", file=sys.stderr)
         return 2
-    print(format_table(runs))
+    try:
+        print(format_table(runs), flush=True)
+    except BrokenPipeError:  # `hftbot compare A B | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.html:
         try:
             out.write_text(render_html(runs), encoding="utf-8")
         except OSError as exc:
             print(f"hftbot compare: error: --html {out}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        print(f"\nhtml: {out}")
+        print(f"\nhtml: {out}", file=sys.stderr)
     return 0
 
 

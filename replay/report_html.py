@@ -92,6 +92,10 @@ def fmt_clock(ns: float) -> str:
     return f"{int(h):02d}:{int(m):02d}:{sec:06.3f}"
 
 
+def fmt_usd(v: float) -> str:
+    return f"-${-v:,.2f}" if v < 0 else f"${v:,.2f}"
+
+
 def is_tick_to_trade(name: str) -> bool:
     return "to_trade" in name
 
@@ -224,8 +228,8 @@ def pnl_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_error: 
     if not bool(tl.get("risk_live", True)):
         p = rep["risk"]["pnl_usd"]
         return _empty(fig, title, f"the risk state lives on the GPU during the run: no PnL over time.\n"
-                                  f"At the end: total ${p['total']:,.2f} (realised ${p['realised']:,.2f}, "
-                                  f"unrealised ${p['unrealised']:,.2f})")
+                                  f"At the end: total {fmt_usd(p['total'])} (realised {fmt_usd(p['realised'])}, "
+                                  f"unrealised {fmt_usd(p['unrealised'])})")
     x, xlabel, fmt = _feed_x(tl)
     rp, up = tl["pnl_realised"] / DOLLAR, tl["pnl_unrealised"] / DOLLAR
     ax = fig.add_subplot()
@@ -289,7 +293,7 @@ def position_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_er
     ax.set_xlabel(xlabel)
     _time_axis(ax, fmt)
     more = f"; the {TOP_SYMBOLS} largest of {uniq.size}" if uniq.size > TOP_SYMBOLS else ""
-    ax.set_title(f"{title}  ({uniq.size} symbols held a position{more})", fontsize=10)
+    ax.set_title(f"{title}  ({uniq.size} symbol{'s' if uniq.size != 1 else ''} held a position{more})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
@@ -388,7 +392,7 @@ body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:24px auto;max-w
 h1{font-size:20px;margin-bottom:4px} h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f4f4f4}
-td.l,th.l{text-align:left} .meta{color:#555;font-size:13px}
+td.l,th.l{text-align:left} td.n{white-space:nowrap} .meta{color:#555;font-size:13px}
 .status-completed{color:#2ca02c} .status-failed,.status-killed{color:#d62728} .status-interrupted{color:#ff7f0e}
 figure{margin:12px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555} pre{font-size:12px;background:#f8f8f8;padding:8px;overflow:auto}
@@ -399,10 +403,13 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(head: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    th = "".join(f"<th class=\"l\">{_e(h)}</th>" if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f"<td class=\"l\">{_e(c)}</td>" if i < left else f"<td>{_e(c)}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+def _table(head: list[str], rows: list[list[Any]], left: set[int] = frozenset({0})) -> str:
+    """A table; columns in ``left`` are left-aligned text, the others right-aligned numbers."""
+    def cell(tag: str, i: int, c: Any) -> str:
+        return f"<{tag} class=\"l\">{_e(c)}</{tag}>" if i in left else f"<{tag} class=\"n\">{_e(c)}</{tag}>"
+
+    th = "".join(cell("th", i, h) for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
@@ -442,7 +449,7 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
         parts.append(f"<p class=\"status-killed\">kill switch engaged: {_e(k['reason'])} ({_e(k['source'])}) at "
                      f"{_e(k['at_utc'])}; {_e(k['cancels_sent'])} cancels sent</p>")
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(["", "value"], [
+    parts.append(_table(["", ""], [
         ["input", f"{rep['input'].get('path')} ({rep['input'].get('format')}, "
                   f"{int(rep['input'].get('bytes') or 0) / 1e6:,.1f} MB)"],
         ["messages", f"{int(feed.get('decoded', 0)):,} decoded of {int(feed.get('messages_in', 0)):,}"],
@@ -456,16 +463,16 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
         ["orders", f"{int(ex.get('new_sent', 0)):,} new, {int(ex.get('cancel_sent', 0)):,} cancels, "
                    f"{int(ex.get('orders_rejected', 0)):,} rejected by the venue"],
         ["fills", f"{int(risk['fills']):,} fills, {int(ex.get('filled_shares', 0)):,} shares"],
-        ["PnL", f"${pnl['total']:,.2f} (realised ${pnl['realised']:,.2f}, unrealised ${pnl['unrealised']:,.2f}, "
-                f"peak ${pnl['peak']:,.2f})"],
+        ["PnL", f"{fmt_usd(pnl['total'])} (realised {fmt_usd(pnl['realised'])}, unrealised "
+                f"{fmt_usd(pnl['unrealised'])}, peak {fmt_usd(pnl['peak'])})"],
         ["kill switch", risk.get("kill_switch", "off")],
-    ]))
+    ], left={0, 1}))
     lat = rep.get("latency", {})
     if lat:
         parts.append("<h2>Latency</h2>")
         parts.append(_table(["stage", "count", "min", "p50", "p99", "p99.9", "max", "what"], [
             [n, f"{s['count']:,}", fmt_ns(s["min_ns"]), fmt_ns(s["p50_ns"]), fmt_ns(s["p99_ns"]),
-             fmt_ns(s["p99_9_ns"]), fmt_ns(s["max_ns"]), s["what"]] for n, s in lat.items()]))
+             fmt_ns(s["p99_9_ns"]), fmt_ns(s["max_ns"]), s["what"]] for n, s in lat.items()], left={0, 7}))
     for stem, title in PLOTS:
         b64 = base64.b64encode(pngs[stem]).decode("ascii")
         parts.append(f"<h2>{_e(title)}</h2><figure><img class=\"plot\" id=\"plot-{stem}\" alt=\"{_e(title)}\" "
