@@ -48,9 +48,13 @@ def main(cfg: DictConfig) -> None:
     sys.exit(int(rep["run"]["exit_code"]))
 
 
+def hydra_args(argv: list[str]) -> list[str]:
+    """``hftbot run``'s own flags (``--quiet`` / ``-q``: no progress bars; ``--json``: JSON log
+    lines) as the Hydra overrides they stand for; everything else as it is."""
+    return [FLAGS.get(a, a) for a in argv]
+
+
 def run_cli(argv: list[str]) -> None:
-    """Run the Hydra app with ``argv`` (overrides, ``--config-name``...) as its command line.
-    ``--quiet`` / ``-q`` (no progress bars) and ``--json`` (JSON log lines) become overrides."""
-    args = [FLAGS.get(a, a) for a in argv]
-    sys.argv = ["hftbot run", *args]
+    """Run the Hydra app with ``argv`` (overrides, ``--config-name``...) as its command line."""
+    sys.argv = ["hftbot run", *hydra_args(argv)]
     main()
