@@ -55,7 +55,8 @@ class TextFormatter(logging.Formatter):
         text = getattr(record, "text", None)
         if text is not None:
             return text
-        line = f"{record.levelname.lower():<10} {record.name}: {record.getMessage()}"
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
+        line = f"{_event_of_logger(record.name):<10} {level}{record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -148,7 +149,10 @@ class EventLog:
 
     def _emit(self, level: int, name: str, msg: str, text: str, fields: dict[str, Any]) -> None:
         for fn in self.listeners:
-            fn(name, msg)
+            try:
+                fn(name, msg)
+            except Exception:  # noqa: BLE001 - a display never stops the run or its log
+                pass
         if self.sink is not None:
             self.sink(text)
             return

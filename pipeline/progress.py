@@ -110,17 +110,21 @@ class RichProgress(NullProgress):
 
     def stage(self, name: str, text: str = "") -> None:
         """The current stage (``setup``, ``compile``, ``connect``, ``drain``...): a spinner."""
+        if self.p is None:
+            return
         if self.task is not None:
             self.p.remove_task(self.task)
         self.task = self.p.add_task(text, total=None, stage=name, info="")
 
     def note(self, event: str, text: str) -> None:
         """A log line: the stage line shows what is being done (``compile    risk ...``)."""
-        if self.task is not None and event != "summary":
+        if self.p is not None and self.task is not None and event != "summary":
             self.p.update(self.task, description=f"{event} {text}"[:80])
 
     def start_replay(self, what: str, total_bytes: int | None) -> None:
         """The replay line: a bar over ``total_bytes`` (None: live, no bar and no ETA)."""
+        if self.p is None:
+            return
         if self.task is not None:
             self.p.remove_task(self.task)
             self.task = None
@@ -129,7 +133,7 @@ class RichProgress(NullProgress):
 
     def replay(self, bytes_read: int, messages: int, feed_ts_ns: int) -> None:
         """After each batch: bytes read, messages so far, the newest ITCH timestamp."""
-        if self.replay_task is None:
+        if self.p is None or self.replay_task is None:
             return
         now = time.monotonic()
         s = self.samples
@@ -141,12 +145,15 @@ class RichProgress(NullProgress):
         self.p.update(self.replay_task, completed=int(bytes_read), info=info)
 
     def end_replay(self) -> None:
-        if self.replay_task is not None:
+        if self.p is not None and self.replay_task is not None:
             self.p.remove_task(self.replay_task)
             self.replay_task = None
 
     def track(self, items: Iterable[Any], what: str, total: int | None = None) -> Iterator[Any]:
         """Any long loop (benchmarks, training epochs): a bar over ``items``."""
+        if self.p is None:
+            yield from items
+            return
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         t = self.p.add_task(what, total=total, stage="", info="")
@@ -155,12 +162,15 @@ class RichProgress(NullProgress):
                 yield x
                 self.p.advance(t)
         finally:
-            self.p.remove_task(t)
+            if self.p is not None:
+                self.p.remove_task(t)
 
     def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
-            self.p = None  # type: ignore[assignment]
+        """Stop drawing (the bars go); every call after this is a no-op."""
+        p, self.p = self.p, None
+        self.task = self.replay_task = None
+        if p is not None:
+            p.stop()
 
 
 def open_progress(enabled: bool = True, stream: TextIO | None = None) -> NullProgress:

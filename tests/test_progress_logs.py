@@ -47,6 +47,9 @@ def _exercise(p) -> None:
     p.end_replay()
     p.stage("drain", "last reports")
     p.close()
+    p.note("report", "after the display closed")  # no-ops once closed (the summary prints after)
+    p.replay(1000, 30_000, 0)
+    p.close()
 
 
 def test_progress_draws_on_a_terminal():
