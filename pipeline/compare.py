@@ -131,8 +131,9 @@ def metric_rows(runs: list[RunInfo]) -> list[tuple[str, str, list[Any], str]]:
     add("run", "engine", "text", "run", "engine")
     add("run", "backend", "text", "run", "backend")
     add("run", "config hash", "text", "run", "config_hash")
-    rows.append(("run", "git commit", [(_get(r.rep, "run", "git_commit") or "?")[:12] +
-                                       (" dirty" if _get(r.rep, "run", "git_dirty") else "") for r in runs], "text"))
+    commits = [(_get(r.rep, "run", "git_commit") or "?")[:12]
+               + (" dirty" if _get(r.rep, "run", "git_dirty") else "") for r in runs]
+    rows.append(("run", "git commit", commits, "text"))
     add("run", "started (UTC)", "text", "run", "started_utc")
     add("feed", "input", "text", "input", "path")
     add("feed", "messages decoded", "int", "feed", "decoded")
@@ -280,7 +281,8 @@ def latency_chart(runs: list[RunInfo]) -> bytes | None:
         lo = min(lo, float(p50.min())) if lo is not None else float(p50.min())
         pos = y[have] - 0.4 + h * (i + 0.5)
         ax.barh(pos, p99, height=h * 0.9, alpha=0.35, color=f"C{i}")
-        ax.barh(pos, p50, height=h * 0.9, color=f"C{i}", label=f"{r.label} ({r.path.name}): p50 solid, p99 light")
+        ax.barh(pos, p50, height=h * 0.9, color=f"C{i}",
+                label=f"{r.label} ({r.path.name}): p50 solid, p99 light")
     if lo is None:
         return None
     ax.set_yticks(y, names, fontsize=8)
@@ -320,7 +322,8 @@ def render_html(runs: list[RunInfo]) -> str:
         parts.append("</table>")
     png = latency_chart(runs)
     if png is not None:
-        parts.append("<h2>latency chart</h2><figure><img class=\"plot\" alt=\"latency p50 and p99 per stage\" "
+        parts.append("<h2>latency chart</h2><figure>"
+                     "<img class=\"plot\" alt=\"latency p50 and p99 per stage\" "
                      f"src=\"data:image/png;base64,{base64.b64encode(png).decode('ascii')}\"></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)

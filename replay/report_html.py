@@ -139,8 +139,8 @@ def _percentile_curve(h) -> tuple[np.ndarray, np.ndarray]:
 def _summary_curve(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The five points report.json keeps: min (0 %), p50, p99, p99.9, max (the last sample)."""
     n = max(int(s["count"]), 1)
-    pts = [(1.0, s["min_ns"])] + [(x, s[k]) for x, k in ((2.0, "p50_ns"), (100.0, "p99_ns"), (1000.0, "p99_9_ns"))
-                                  if x < n] + [(max(float(n), 2.0), s["max_ns"])]
+    inner = [(x, s[k]) for x, k in ((2.0, "p50_ns"), (100.0, "p99_ns"), (1000.0, "p99_9_ns")) if x < n]
+    pts = [(1.0, s["min_ns"])] + inner + [(max(float(n), 2.0), s["max_ns"])]
     return np.array([p[0] for p in pts]), np.maximum(np.array([p[1] for p in pts], np.float64), 1.0)
 
 
@@ -192,7 +192,8 @@ def latency_figure(rep: dict[str, Any], hist: dict[str, tuple[str, Any]] | None,
             points_only = True
         top = max(top, float(x[-1]))
     _latency_axes(ax, top)
-    note = "; dashed: min, p50, p99, p99.9, max from report.json (no full histogram saved)" if points_only else ""
+    note = ("; dashed: min, p50, p99, p99.9, max from report.json (no full histogram saved)"
+            if points_only else "")
     ax.set_title(f"{title}: latency against percentile, log scales (HdrHistogram{note})", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
@@ -217,7 +218,7 @@ def _time_axis(ax, fmt) -> None:
 
 
 def _no_timeline_why(tl_error: str | None) -> str:
-    return tl_error or f"this run recorded no {TIMELINE_FILE} (time series are kept from the run that writes it)"
+    return tl_error or f"this run recorded no {TIMELINE_FILE} (time series come from runs that write it)"
 
 
 def pnl_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_error: str | None):
@@ -228,8 +229,8 @@ def pnl_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_error: 
     if not bool(tl.get("risk_live", True)):
         p = rep["risk"]["pnl_usd"]
         return _empty(fig, title, f"the risk state lives on the GPU during the run: no PnL over time.\n"
-                                  f"At the end: total {fmt_usd(p['total'])} (realised {fmt_usd(p['realised'])}, "
-                                  f"unrealised {fmt_usd(p['unrealised'])})")
+                                  f"At the end: total {fmt_usd(p['total'])} (realised "
+                                  f"{fmt_usd(p['realised'])}, unrealised {fmt_usd(p['unrealised'])})")
     x, xlabel, fmt = _feed_x(tl)
     rp, up = tl["pnl_realised"] / DOLLAR, tl["pnl_unrealised"] / DOLLAR
     ax = fig.add_subplot()
@@ -272,8 +273,9 @@ def position_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_er
                                   "(the final positions are in report.json)")
     rows, locs, qty = tl["pos_row"], tl["pos_locate"], tl["pos_qty"]
     if qty.size == 0:
-        return _empty(fig, title, f"flat throughout: no position after any of the {int((tl['batch'] == 1).sum()):,} "
-                                  "batches, nor after the drain")
+        nb = int((tl["batch"] == 1).sum())
+        return _empty(fig, title, f"flat throughout: no position after any of the {nb:,} batches, "
+                                  "nor after the drain")
     x, xlabel, fmt = _feed_x(tl)
     nb = tl["wall_ns"].size
     uniq, inv = np.unique(locs, return_inverse=True)
@@ -293,7 +295,8 @@ def position_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_er
     ax.set_xlabel(xlabel)
     _time_axis(ax, fmt)
     more = f"; the {TOP_SYMBOLS} largest of {uniq.size}" if uniq.size > TOP_SYMBOLS else ""
-    ax.set_title(f"{title}  ({uniq.size} symbol{'s' if uniq.size != 1 else ''} held a position{more})", fontsize=10)
+    held = f"{uniq.size} symbol{'s' if uniq.size != 1 else ''} held a position"
+    ax.set_title(f"{title}  ({held}{more})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
@@ -318,7 +321,8 @@ def rejects_figure(rep: dict[str, Any]):
         fig = _figure(9.0, 2.4)
         r = rep.get("risk", {})
         return _empty(fig, title, f"no rejects: {int(r.get('intents', 0)):,} intents, "
-                                  f"{int(r.get('accepted', 0)):,} accepted by risk, none refused by the venue")
+                                  f"{int(r.get('accepted', 0)):,} accepted by risk, none refused by the "
+                                  "venue")
     items = sorted(counts.items(), key=lambda kv: kv[1])
     fig = _figure(9.0, max(2.4, 0.8 + 0.32 * len(items)))
     ax = fig.add_subplot()
@@ -338,7 +342,8 @@ def throughput_figure(rep: dict[str, Any], tl: dict[str, np.ndarray] | None, tl_
     fig = _figure()
     title = PLOTS[5][1]
     if tl is None or not (tl["batch"] == 1).any():
-        return _empty(fig, title, _no_timeline_why(tl_error) if tl is None else "the replay processed no batch")
+        why = _no_timeline_why(tl_error) if tl is None else "the replay processed no batch"
+        return _empty(fig, title, why)
     b = tl["batch"] == 1
     wall = (tl["wall_ns"][b] - tl["t0_ns"]).astype(np.float64) / 1e9
     start = np.concatenate([[0.0], wall[:-1]])
@@ -393,7 +398,8 @@ h1{font-size:20px;margin-bottom:4px} h2{font-size:16px;margin-top:28px;border-bo
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f4f4f4}
 td.l,th.l{text-align:left} td.n{white-space:nowrap} .meta{color:#555;font-size:13px}
-.status-completed{color:#2ca02c} .status-failed,.status-killed{color:#d62728} .status-interrupted{color:#ff7f0e}
+.status-completed{color:#2ca02c} .status-failed,.status-killed{color:#d62728}
+.status-interrupted{color:#ff7f0e}
 figure{margin:12px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555} pre{font-size:12px;background:#f8f8f8;padding:8px;overflow:auto}
 """
@@ -433,9 +439,11 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>hftbot run {_e(run.get('started_utc', ''))}</title><style>{CSS}</style></head><body>",
-        f"<h1>hftbot run <span class=\"status-{_e(st)}\">{_e(st)}</span> (exit status {_e(run.get('exit_code'))})</h1>",
-        f"<p class=\"meta\">{_e(run_dir)}<br>started {_e(run.get('started_utc'))}, ended {_e(run.get('ended_utc'))}"
-        f"; config {_e(run.get('config_hash'))}; backend {_e(run.get('backend'))}, engine {_e(run.get('engine'))}"
+        f"<h1>hftbot run <span class=\"status-{_e(st)}\">{_e(st)}</span> "
+        f"(exit status {_e(run.get('exit_code'))})</h1>",
+        f"<p class=\"meta\">{_e(run_dir)}<br>started {_e(run.get('started_utc'))}, "
+        f"ended {_e(run.get('ended_utc'))}; config {_e(run.get('config_hash'))}; "
+        f"backend {_e(run.get('backend'))}, engine {_e(run.get('engine'))}"
         f"<br>git {_e(run.get('git_commit') or '?')}{' (dirty)' if run.get('git_dirty') else ''}; "
         f"{_e(run.get('host'))}, {_e(run.get('cpu_model'))}, {_e(run.get('cpus'))} CPUs; "
         f"Python {_e(run.get('python'))}, numba {_e(run.get('numba'))}</p>",
@@ -446,8 +454,8 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
                      f"{_e(er['message'])}</p>")
     if rep.get("kill_switch", {}).get("engaged"):
         k = rep["kill_switch"]
-        parts.append(f"<p class=\"status-killed\">kill switch engaged: {_e(k['reason'])} ({_e(k['source'])}) at "
-                     f"{_e(k['at_utc'])}; {_e(k['cancels_sent'])} cancels sent</p>")
+        parts.append(f"<p class=\"status-killed\">kill switch engaged: {_e(k['reason'])} ({_e(k['source'])}) "
+                     f"at {_e(k['at_utc'])}; {_e(k['cancels_sent'])} cancels sent</p>")
     parts.append("<h2>Summary</h2>")
     parts.append(_table(["", ""], [
         ["input", f"{rep['input'].get('path')} ({rep['input'].get('format')}, "
@@ -457,9 +465,10 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
                    f"{float(tm['mb_per_s']):,.1f} MB/s"],
         ["timing", f"total {float(tm['total_s']):.1f} s: setup {float(tm['setup_s']):.1f}, compile "
                    f"{float(tm['compile_s']):.1f}, connect {float(tm['connect_s']):.1f}, replay "
-                   f"{float(tm['replay_s']):.1f}, drain {float(tm['drain_s']):.1f}, stop {float(tm['stop_s']):.1f}"],
-        ["intents", f"{int(risk['intents']):,}: {int(risk['accepted']):,} accepted, {int(risk['rejected']):,} "
-                    f"rejected by risk"],
+                   f"{float(tm['replay_s']):.1f}, drain {float(tm['drain_s']):.1f}, "
+                   f"stop {float(tm['stop_s']):.1f}"],
+        ["intents", f"{int(risk['intents']):,}: {int(risk['accepted']):,} accepted, "
+                    f"{int(risk['rejected']):,} rejected by risk"],
         ["orders", f"{int(ex.get('new_sent', 0)):,} new, {int(ex.get('cancel_sent', 0)):,} cancels, "
                    f"{int(ex.get('orders_rejected', 0)):,} rejected by the venue"],
         ["fills", f"{int(risk['fills']):,} fills, {int(ex.get('filled_shares', 0)):,} shares"],
@@ -475,11 +484,13 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
              fmt_ns(s["p99_9_ns"]), fmt_ns(s["max_ns"]), s["what"]] for n, s in lat.items()], left={0, 7}))
     for stem, title in PLOTS:
         b64 = base64.b64encode(pngs[stem]).decode("ascii")
-        parts.append(f"<h2>{_e(title)}</h2><figure><img class=\"plot\" id=\"plot-{stem}\" alt=\"{_e(title)}\" "
-                     f"src=\"data:image/png;base64,{b64}\"><figcaption>{_e(stem)}.png</figcaption></figure>")
+        parts.append(f"<h2>{_e(title)}</h2><figure><img class=\"plot\" id=\"plot-{stem}\" "
+                     f"alt=\"{_e(title)}\" src=\"data:image/png;base64,{b64}\">"
+                     f"<figcaption>{_e(stem)}.png</figcaption></figure>")
     cfg = resolved_config_text(run_dir)
     if cfg is not None:
-        parts.append(f"<h2>Resolved config</h2><details><summary>config.yaml</summary><pre>{_e(cfg)}</pre></details>")
+        parts.append("<h2>Resolved config</h2><details><summary>config.yaml</summary>"
+                     f"<pre>{_e(cfg)}</pre></details>")
     sources = ["report.json"] + [f for f in (TIMELINE_FILE, HISTOGRAMS_FILE) if (run_dir / f).is_file()]
     parts.append(f"<p class=\"meta\">made from {_e(', '.join(sources))} by replay/report_html.py</p>")
     parts.append("</body></html>")

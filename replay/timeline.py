@@ -37,8 +37,8 @@ HISTOGRAMS_FILE = "latency.hdr.json"
 TIMELINE_VERSION = 1
 
 #: per-batch columns (int64), in the order ``record`` fills them
-COLUMNS = ("wall_ns", "feed_ns", "batch", "messages", "pnl_realised", "pnl_unrealised", "open_orders", "fills",
-           "intents", "accepted", "rejected")
+COLUMNS = ("wall_ns", "feed_ns", "batch", "messages", "pnl_realised", "pnl_unrealised", "open_orders",
+           "fills", "intents", "accepted", "rejected")
 
 
 class Timeline:
@@ -85,8 +85,9 @@ class Timeline:
             self._feed_ns = int(feed_ns)
         if risk is not None and self.risk_live:
             g = risk.state.g
-            row = (now, self._feed_ns, is_batch, int(messages), int(g[R.G_RPNL]), int(g[R.G_UPNL]), int(g[R.G_OPEN]),
-                   int(g[R.G_FILLS]), int(g[R.G_INTENTS]), int(g[R.G_ACCEPTED]), int(g[R.G_REJECTED]))
+            row = (now, self._feed_ns, is_batch, int(messages), int(g[R.G_RPNL]), int(g[R.G_UPNL]),
+                   int(g[R.G_OPEN]), int(g[R.G_FILLS]), int(g[R.G_INTENTS]), int(g[R.G_ACCEPTED]),
+                   int(g[R.G_REJECTED]))
             pos = risk.state.ps[:, R.PS_POS]
             loc = np.flatnonzero(pos)
             if loc.size:
@@ -104,8 +105,8 @@ class Timeline:
         out = {name: table[:, i].copy() for i, name in enumerate(COLUMNS)}
         cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
         out.update(version=np.int64(TIMELINE_VERSION), t0_ns=np.int64(self.t0_ns),
-                   risk_live=np.bool_(self.risk_live), pos_row=cat(self.pos_row), pos_locate=cat(self.pos_loc),
-                   pos_qty=cat(self.pos_qty))
+                   risk_live=np.bool_(self.risk_live), pos_row=cat(self.pos_row),
+                   pos_locate=cat(self.pos_loc), pos_qty=cat(self.pos_qty))
         return out
 
     def save(self, out_dir: Path | str) -> Path:

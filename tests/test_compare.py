@@ -82,12 +82,11 @@ def test_two_runs_side_by_side_show_the_config_difference_and_every_figure(two_r
     text = capsys.readouterr().out
     assert f"A = {a}" in text and f"B = {b}" in text
     # the config keys that differ, with both values; one that does not differ is not listed
-    lines = {ln.split()[0]: ln.split() for ln in text.splitlines() if ln.startswith("  risk.limits.max_order_qty")}
-    assert lines["risk.limits.max_order_qty"][1:3] == [str(ra_q := _qty(a)), "50"] and ra_q != 50
+    assert _row(text, "risk.limits.max_order_qty")[:2] == [str(ra_q := _qty(a)), "50"] and ra_q != 50
     assert "feed.sample.messages" not in text
     # PnL, fills, rejects and latency percentiles of each run, from its report
     assert _row(text, "fills")[:2] == [f"{ra['risk']['fills']:,}", f"{rb['risk']['fills']:,}"]
-    assert _row(text, "rejected by risk")[:2] == [f"{ra['risk']['rejected']:,}", f"{rb['risk']['rejected']:,}"]
+    assert _row(text, "rejected by risk")[:2] == [f"{n['risk']['rejected']:,}" for n in (ra, rb)]
     assert _row(text, "PnL total $")[:2] == [f"{ra['risk']['pnl_usd']['total']:,.2f}",
                                               f"{rb['risk']['pnl_usd']['total']:,.2f}"]
     for name in ra["latency"]:
@@ -140,4 +139,5 @@ def test_bad_arguments_get_one_line_and_status_2(two_runs, tmp_path, capsys):
     (other / "report.json").write_text(json.dumps({"hello": 1}))
     _one_line_error(capsys, _compare(str(a), str(other)), "not an hftbot run report")
     _one_line_error(capsys, _compare(str(a)), "at least two")
-    _one_line_error(capsys, _compare(str(a), str(a), "--html", str(tmp_path / "no" / "x.html")), "does not exist")
+    rc = _compare(str(a), str(a), "--html", str(tmp_path / "no" / "x.html"))
+    _one_line_error(capsys, rc, "does not exist")
