@@ -139,3 +139,55 @@ class SimClock:
 
     def __repr__(self) -> str:
         return f"SimClock({str(self.path)!r}, {self.snapshot() if self._mm is not None else 'closed'})"
+
+
+class WallClock:
+    """A free-running market clock for the venue (``python -m replay.venue --clock wall``): the
+    replayed market time advances with wall time, ``speed`` market ns per wall ns, from
+    ``origin_ns`` (ns since midnight, feed clock) at the moment :meth:`start` is called.
+
+    It has the venue side of :class:`SimClock`'s interface, so the venue's loop runs unchanged:
+    :meth:`market_target` returns ``(now, 0, False)`` (no message to wait for, never the end);
+    the venue's own slots are plain attributes (nobody else reads them)."""
+
+    def __init__(self, speed: float = 1.0, monotonic_ns=None):
+        import time
+
+        if not speed > 0:
+            raise ValueError(f"--speed must be > 0, got {speed!r}")
+        self.speed = float(speed)
+        self._mono = monotonic_ns or time.monotonic_ns
+        self.origin_ns = NO_TIME
+        self._wall0 = 0
+        self.venue_clock_ns = NO_TIME
+        self.venue_msg_no = 0
+        self.venue_pid = 0
+        self.venue_done = False
+        self.end = False
+
+    def start(self, origin_ns: int) -> None:
+        """The market is at ``origin_ns`` now; from here it follows wall time."""
+        self.origin_ns = int(origin_ns)
+        self._wall0 = self._mono()
+
+    def now_ns(self) -> int:
+        """The market time now (``NO_TIME`` before :meth:`start`)."""
+        if self.origin_ns == NO_TIME:
+            return NO_TIME
+        return self.origin_ns + int((self._mono() - self._wall0) * self.speed)
+
+    def market_target(self) -> tuple[int, int, bool]:
+        return self.now_ns(), 0, False
+
+    def mark_done(self) -> None:
+        self.venue_done = True
+
+    def snapshot(self) -> dict[str, int]:
+        return {"market_clock_ns": self.now_ns(), "venue_clock_ns": self.venue_clock_ns, "speed": self.speed,
+                "venue_pid": self.venue_pid}
+
+    def close(self) -> None:
+        return
+
+    def __repr__(self) -> str:
+        return f"WallClock(speed={self.speed:g}, origin_ns={self.origin_ns}, now_ns={self.now_ns()})"

@@ -314,6 +314,43 @@ def test_journal_summary_and_torn_line(tmp_path):
     assert J.fills(tmp_path)["a-1"][0]["qty"] == 300
 
 
+def _report_message(seq: int, exec_id: str) -> str:
+    import quickfix as fix
+
+    m = fix.Message()
+    h = m.getHeader()
+    for tag, val in ((8, "FIX.4.4"), (35, "8"), (49, "VENUE"), (56, "HFTBOT"), (34, str(seq)),
+                     (52, "20261102-09:30:00.000")):
+        h.setField(tag, val)
+    for tag, val in ((37, "O1"), (11, "c-1"), (17, exec_id), (150, "F"), (39, "2"), (55, "AAPL"), (54, "1"),
+                     (38, "100"), (32, "100"), (31, "100"), (151, "0"), (14, "100"), (6, "100")):
+        m.setField(tag, val)
+    return m.toString()
+
+
+def test_store_report_keys_counts_only_what_quickfix_can_resend(tmp_path):
+    """QuickFIX persists an outgoing message in two writes (FileStore::set: index + body; then the
+    incremented sequence number). A report whose second write a kill -9 cut off is in the body
+    but will never be sent (its MsgSeqNum goes to the next message): it must not count as sent,
+    or its fill is lost (issue 15). Built with QuickFIX's own FileStore."""
+    import quickfix as fix
+
+    from replay.venue.app import store_report_keys
+
+    store = fix.FileStore(str(tmp_path / "store"), fix.SessionID("FIX.4.4", "VENUE", "HFTBOT"))
+    store.set(1, _report_message(1, "E1"))
+    store.incrNextSenderMsgSeqNum()
+    assert store_report_keys(tmp_path) == {"E1"}
+    store.set(2, _report_message(2, "E2"))        # killed here: stored, sequence number not incremented
+    assert store_report_keys(tmp_path) == {"E1"}
+    store.set(2, _report_message(2, "E9"))        # after the restart the number goes to another message
+    store.incrNextSenderMsgSeqNum()
+    assert store_report_keys(tmp_path) == {"E1", "E9"}
+    with open(tmp_path / "store" / "FIX.4.4-VENUE-HFTBOT.body", "ab") as f:
+        f.write(_report_message(3, "E3").encode()[:-10])   # a torn body write, not in the index
+    assert store_report_keys(tmp_path) == {"E1", "E9"}
+
+
 # --- the venue process ------------------------------------------------------------------------------
 
 from replay.venue.process import free_port  # noqa: E402

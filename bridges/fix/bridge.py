@@ -95,12 +95,15 @@ def session_settings(*, role: str, host: str, port: int, sender: str, target: st
         f"LogonTimeout={int(logon_timeout_s)}",
         "TimestampPrecision=6",
     ]
+    if role == "initiator":
+        # QuickFIX's SocketInitiator reads ReconnectInterval from [DEFAULT] only (onConfigure:
+        # ``s.get()``); under [SESSION] it is ignored and a dropped session waits 30 s to reconnect
+        lines.append(f"ReconnectInterval={int(reconnect_s)}")
     if file_log:
         lines.append(f"FileLogPath={state_dir / 'log'}")
     lines += ["[SESSION]", f"SenderCompID={sender}", f"TargetCompID={target}"]
     if role == "initiator":
-        lines += [f"SocketConnectHost={host}", f"SocketConnectPort={int(port)}",
-                  f"ReconnectInterval={int(reconnect_s)}"]
+        lines += [f"SocketConnectHost={host}", f"SocketConnectPort={int(port)}"]
     else:
         lines += [f"SocketAcceptHost={host}", f"SocketAcceptPort={int(port)}"]
     for k, v in (extra or {}).items():

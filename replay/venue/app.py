@@ -37,6 +37,25 @@ from typing import Any
 import quickfix as fix
 
 SOH = "\x01"
+#: ``--clock wall``: the free-running venue
+WALL = "wall"
+#: ``--crash-at`` points: SIGKILL right before the N-th fill is handed to QuickFIX, or right
+#: after (sent and stored, not yet journaled). Fault injection for the recovery tests.
+#: ``stored-fill``: the N-th fill written to QuickFIX's FileStore as ``FileStore::set`` does, then
+#: SIGKILL before its sequence number is incremented: the window between QuickFIX's own two
+#: writes (``Session::persist``), which a kill from outside hits only by chance.
+CRASH_POINTS = ("before-fill", "after-fill", "stored-fill")
+
+
+def parse_crash_at(text: str | None) -> tuple[str, int] | None:
+    """``"after-fill:2"`` -> ``("after-fill", 2)``; a clear ValueError otherwise."""
+    if not text:
+        return None
+    point, _, n = text.partition(":")
+    if point not in CRASH_POINTS or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"--crash-at must be POINT:N with POINT one of {', '.join(CRASH_POINTS)} and N >= 1, "
+                         f"got {text!r}")
+    return point, int(n)
 
 
 def default_data_dictionary() -> Path:
@@ -57,7 +76,7 @@ class VenueConfig:
     port: int
     state_dir: str
     capture: str | None = None
-    clock: str | None = None
+    clock: str | None = None           # the sim clock file (lock-step with the bot), or "wall"
     app: str = "venue"                 # "venue" | "acceptance"
     sender: str = "VENUE"
     target: str = "HFTBOT"
@@ -72,8 +91,16 @@ class VenueConfig:
     max_orders: int = 500_000          # the venue's own replayed book
     max_levels: int = 200_000
     max_symbols: int = 4096
-    poll_us: int = 100                 # idle sleep between sim-clock polls
+    poll_us: int = 100                 # idle sleep between sim-clock polls (each step with --clock wall)
     clock_journal_ms: int = 200        # how often the venue clock is journaled
+    speed: float = 1.0                 # --clock wall: market ns per wall ns
+    start: str | None = None           # --clock wall: market time of day to start at (default: first event)
+    crash_at: str | None = None        # tests: "before-fill:N" / "after-fill:N" SIGKILLs the venue there
+
+    @property
+    def wall(self) -> bool:
+        """Free-running: the market follows wall time (``--clock wall``), not the bot's sim clock."""
+        return self.clock == WALL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,6 +269,17 @@ def parse_transact_time(text: str, session_date: dt.date | None) -> int:
     return ns
 
 
+def parse_time_of_day(text: str) -> int:
+    """``HH:MM[:SS[.f{1,9}]]`` -> ns since midnight (``--start``); a clear ValueError otherwise."""
+    parts = text.split(":")
+    if len(parts) == 2:
+        text += ":00"
+    try:
+        return parse_transact_time("19700101-" + text, None)
+    except ValueError:
+        raise ValueError(f"bad time of day {text!r}: HH:MM[:SS[.fffffffff]]") from None
+
+
 def format_transact_time(ns: int, session_date: dt.date) -> str:
     """ns since the session date's midnight -> ``YYYYMMDD-HH:MM:SS.nnnnnnnnn``."""
     days, rem = divmod(max(int(ns), 0), 86_400_000_000_000)
@@ -324,6 +362,8 @@ class VenueApplication(_Callbacks):
         self.pending: list[tuple[int, int, Any]] = []  # (release ns, seq, report)
         self.sid: fix.SessionID | None = None
         self.counts = {"received": 0, "ignored_resends": 0, "business_rejects": 0, "sent": 0, "send_failed": 0}
+        self.crash = parse_crash_at(cfg.crash_at)
+        self.fills_handed = 0             # fills handed to QuickFIX by this process
 
     def on_create(self, sid) -> None:
         super().on_create(sid)
@@ -341,7 +381,14 @@ class VenueApplication(_Callbacks):
         poss = fields.get(43) == "Y" or fields.get(97) == "Y"
         with self.lock:
             self.counts["received"] += 1
-            a = action_from_fix(fields, msg_type, self.session_date, self.engine.clock_ns)
+            if self.cfg.wall:
+                # free-running: the request arrives at the market's time now, whatever the client's
+                # TransactTime (its own wall clock; still checked for form)
+                now = max(self.engine.clock_ns, self.clock.now_ns())
+                a = action_from_fix(fields, msg_type, None, now)
+                a.ts = now
+            else:
+                a = action_from_fix(fields, msg_type, self.session_date, self.engine.clock_ns)
             if self.engine.receive(a, poss_resend=poss):
                 self.journal.write({"t": "act", "a": a.to_dict(), "poss": poss})
             else:
@@ -404,18 +451,60 @@ class VenueApplication(_Callbacks):
         return out
 
     def send(self, reports: list) -> None:
-        """Send released reports (outside the engine lock) and journal each."""
-        for r in reports:
+        """Send released reports (outside the engine lock) and journal each once QuickFIX has
+        taken it: stored (FileStore) and, when logged on, written; while the counterparty is
+        logged out QuickFIX stores it and its ResendRequest after the next logon delivers it.
+        A report QuickFIX does not take (``sendToTarget`` False: the session would be reset at
+        the next logon; or an exception) is not journaled: it goes back to the queue, with
+        everything after it, and is offered again on the next round."""
+        for i, r in enumerate(reports):
+            fill = r.msg == "8" and r.exec_type == "F"
+            if fill:
+                self.fills_handed += 1
+                self._crash_point("before-fill", r)
+                self._crash_point("stored-fill", r)
             ok = False
             if self.sid is not None:
                 try:
-                    ok = fix.Session.sendToTarget(self.to_fix(r), self.sid)
+                    ok = bool(fix.Session.sendToTarget(self.to_fix(r), self.sid))
                 except Exception as exc:  # noqa: BLE001 - SessionNotFound and friends
                     log(f"send failed for {r.exec_id}: {exc!r}")
-            # not logged on: QuickFIX stored it; the counterparty's resend request delivers it
-            self.counts["sent" if ok else "send_failed"] += 1
+            if not ok:
+                self.counts["send_failed"] += 1
+                if fill:
+                    self.fills_handed -= 1
+                with self.lock:
+                    for x in reports[i:]:
+                        heapq.heappush(self.pending, (x.ts + self.cfg.response_latency_ns, x.seq, x))
+                return
+            if fill:
+                self._crash_point("after-fill", r)
+            self.counts["sent"] += 1
             self.sent.add(r.key)
             self.journal.write({"t": "rep", "r": r.to_dict()})
+
+    def _crash_point(self, point: str, r) -> None:
+        """``--crash-at``: SIGKILL this process at ``point`` of the N-th fill (fault injection)."""
+        if self.crash != (point, self.fills_handed):
+            return
+        if point == "stored-fill":
+            # what QuickFIX's Session::persist has done when a kill lands between its two writes:
+            # the message is in the store (header index + body), the sequence number not yet
+            # incremented, nothing written to the socket
+            # (QuickFIX's own FileStore code on the session's files: Session.getStore() has no
+            # Python proxy in this wheel; set() appends at the end of both files)
+            store = fix.FileStore(str(Path(self.cfg.state_dir) / "store"), self.sid)
+            seq = store.getNextSenderMsgSeqNum()
+            m = self.to_fix(r)
+            h = m.getHeader()
+            h.setField(8, "FIX.4.4")
+            h.setField(49, self.cfg.sender)
+            h.setField(56, self.cfg.target)
+            h.setField(34, str(seq))
+            h.setField(52, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H:%M:%S.%f")[:-3])
+            store.set(seq, m.toString())
+        log(f"--crash-at {point}:{self.crash[1]}: SIGKILL at {r.exec_id}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- process main ----------------------------------------------------------------------------------
@@ -478,30 +567,57 @@ def run_acceptance(cfg: VenueConfig) -> int:
     return 1 if app.errors else 0
 
 
-_STORE_MSG = re.compile(rb"8=FIX\.4\.4\x019=(\d+)\x01")
+def _store_index(header: Path) -> dict[int, tuple[int, int]]:
+    """A FileStore ``.header`` file: ``seq,offset,size `` entries, the last one per sequence
+    number winning (as QuickFIX's ``FileStore::populateCache``)."""
+    out: dict[int, tuple[int, int]] = {}
+    for m in re.finditer(rb"(\d+),(\d+),(\d+) ", header.read_bytes()):
+        out[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def _next_sender_seq(seqnums: Path) -> int:
+    """The next sender MsgSeqNum a FileStore ``.seqnums`` file holds (``SSSSSSSSSS : TTTTTTTTTT``;
+    1, as QuickFIX, when the file is missing or unreadable)."""
+    try:
+        m = re.match(rb"\s*(\d+)\s*:\s*(\d+)", seqnums.read_bytes())
+    except FileNotFoundError:
+        return 1
+    return int(m.group(1)) if m else 1
 
 
 def store_report_keys(state_dir: str | Path) -> set[str]:
-    """Report keys (ExecID, or ``C:<ClOrdID>`` for a cancel reject) of every complete
-    application message in the venue's QuickFIX FileStore. QuickFIX stores a message before it
-    writes it to the socket, and resends it from there on request, so a report found here counts
-    as sent even when the venue died before journaling it."""
+    """Report keys (ExecID, or ``C:<ClOrdID>`` for a cancel reject) of the application messages
+    QuickFIX can resend from the venue's FileStore: those its ``.header`` index points at (last
+    entry per MsgSeqNum) and numbered below its persisted next sender MsgSeqNum.
+
+    QuickFIX persists a message before writing it to the socket, in three steps: header index
+    and body (``FileStore::set``), then the incremented sequence number (``.seqnums``). A
+    ``kill -9`` between them leaves a complete message in the body that QuickFIX will never
+    send: its MsgSeqNum is handed to the next message (the Logon answer after the restart),
+    which replaces it in the index. Such a report is not sent; counting it as sent would lose
+    it (the fill the venue journaled and the bot never got, issue 15). It is generated and sent
+    again instead. A message in the index below the next sequence number is resent on the
+    counterparty's ResendRequest (PossDupFlag=Y), so it counts as sent even when the venue died
+    before journaling it."""
     keys: set[str] = set()
     for body in (Path(state_dir) / "store").glob("*.body"):
+        stem = body.name[:-len(".body")]         # FIX.4.4-VENUE-HFTBOT (dots inside: not a suffix)
+        header = body.with_name(stem + ".header")
+        if not header.is_file():
+            continue
+        nxt = _next_sender_seq(body.with_name(stem + ".seqnums"))
         data = body.read_bytes()
-        pos = 0
-        while (m := _STORE_MSG.search(data, pos)) is not None:
-            end = m.end() + int(m.group(1))
-            tail = re.match(rb"10=\d{3}\x01", data[end:end + 7])
-            if tail is None:
-                pos = m.end()
+        for seq, (off, size) in _store_index(header).items():
+            if seq >= nxt or off + size > len(data):
                 continue
-            f = dict(p.split(b"=", 1) for p in data[m.end():end].split(b"\x01") if b"=" in p)
+            f = dict(p.split(b"=", 1) for p in data[off:off + size].split(b"\x01") if b"=" in p)
+            if f.get(b"34") != str(seq).encode() or not f.get(b"10"):
+                continue  # not the message the index names (a torn write)
             if f.get(b"35") == b"8" and b"17" in f:
                 keys.add(f[b"17"].decode("latin-1"))
             elif f.get(b"35") == b"9" and b"11" in f:
                 keys.add("C:" + f[b"11"].decode("latin-1"))
-            pos = end + 7
     return keys
 
 
@@ -530,16 +646,17 @@ def restore(cfg: VenueConfig, engine, clock) -> tuple[set[str], set[str], int, d
 
 
 def run_venue(cfg: VenueConfig) -> int:
-    from replay.simclock import SimClock
+    from replay.simclock import SimClock, WallClock
     from replay.venue.journal import Journal
     from replay.venue.matching import MatchingEngine, capture_batches
 
     if not cfg.capture or not cfg.clock:
-        raise SystemExit("the venue needs --capture and --clock (or --app acceptance)")
+        raise SystemExit("the venue needs --capture and --clock (a sim clock file, or 'wall'; or --app acceptance)")
+    start_ns = parse_time_of_day(cfg.start) if cfg.start else None
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    clock = SimClock(cfg.clock)
+    clock = WallClock(cfg.speed) if cfg.wall else SimClock(cfg.clock)
     clock.venue_pid = os.getpid()
     sdate = session_date_of(cfg)
     engine = MatchingEngine(capture_batches(cfg.capture), max_orders=cfg.max_orders, max_levels=cfg.max_levels,
@@ -551,6 +668,12 @@ def run_venue(cfg: VenueConfig) -> int:
     journal.write({"t": "start", "pid": os.getpid(), "cfg": cfg.to_dict(), "restored_to": restored_to, **rc})
     if rc["actions"]:
         log(f"restored {rc['actions']} actions to venue clock {restored_to} in {time.perf_counter() - t0:.2f}s")
+    if cfg.wall:
+        # the market runs from the restored clock, or --start, or its first event
+        first = engine.next_event_ts()
+        origin = max(engine.clock_ns, start_ns if start_ns is not None else (first if first is not None else 0))
+        clock.start(origin)
+        log(f"free-running market from {format_transact_time(origin, sdate)} at {cfg.speed:g}x wall time")
     app = VenueApplication(cfg, engine, journal, clock, sdate, sent, stored)
     clock.venue_clock_ns = max(engine.clock_ns, clock.venue_clock_ns)
     clock.venue_msg_no = max(engine.max_msg_no, 0)
@@ -559,6 +682,7 @@ def run_venue(cfg: VenueConfig) -> int:
     acceptor = None
     idle = cfg.poll_us / 1e6
     last_journal = 0.0
+    said_over = False
     try:
         acceptor, _store = _start_acceptor(cfg, app)
         _ready(cfg)
@@ -586,7 +710,11 @@ def run_venue(cfg: VenueConfig) -> int:
             if moved and now - last_journal > cfg.clock_journal_ms / 1000:
                 journal.write({"t": "clock", "ns": engine.clock_ns})
                 last_journal = now
-            if not moved and not out:
+            if cfg.wall and not said_over and engine.market_exhausted:
+                said_over = True
+                log(f"the capture is over at {format_transact_time(engine.clock_ns, sdate)}: the book stands "
+                    f"still from here; orders still trade against it")
+            if not out and (cfg.wall or not moved):
                 time.sleep(idle)
     finally:
         if acceptor is not None:

@@ -478,6 +478,15 @@ class MatchingEngine:
     def market_exhausted(self) -> bool:
         return self._exhausted and (self._table is None or self._cur >= self._table.n)
 
+    def next_event_ts(self) -> int | None:
+        """The time of the next market event not yet applied (None once the capture is over)."""
+        t = self._table
+        if t is None or self._cur >= t.n:
+            if not self._next_table():
+                return None
+            t = self._table
+        return int(t.cols["ts"][self._cur])
+
     # -- market ---------------------------------------------------------------------------------
     def _next_table(self) -> bool:
         if self._exhausted:
