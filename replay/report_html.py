@@ -6,7 +6,7 @@ them, ``timeline.npz`` and ``latency.hdr.json`` from ``replay/timeline.py``) thi
 ============================  ===============================================================
 ``latency_stages.png``        per-stage latency as a percentile plot (log-log: latency against
                               1 / (1 - percentile), the HdrHistogram plot)
-``tick_to_trade.png``         the same for tick-to-trade (``*_to_trade`` histograms)
+``tick_to_trade.png``         the same for tick-to-trade (``*_to_trade`` and ``tick_*`` histograms)
 ``pnl.png``                   realised, unrealised and total PnL over feed time
 ``position.png``              position per symbol (the largest few) and gross shares over feed time
 ``rejects.png``               rejects by reason: risk check, venue, cancel rejects
@@ -97,7 +97,9 @@ def fmt_usd(v: float) -> str:
 
 
 def is_tick_to_trade(name: str) -> bool:
-    return "to_trade" in name
+    """End-to-end figures (``tick_to_trade``, ``batch_to_trade``; ``tick_no_order``: the same path
+    for packets that sent no order) go on the tick-to-trade plot, the rest on the stage plot."""
+    return "to_trade" in name or name.startswith("tick_")
 
 
 # --- figures ---------------------------------------------------------------------------------------
@@ -380,7 +382,8 @@ def figures(run_dir: Path, rep: dict[str, Any]) -> dict[str, bytes]:
         hist = None
     figs = {
         "latency_stages": latency_figure(rep, hist, PLOTS[0][1], lambda n: not is_tick_to_trade(n),
-                                         "no stage latency was recorded (the run processed no batch)"),
+                                         "no per-stage latency recorded: the run processed no batch, or the "
+                                         "per-packet engine timed whole packets (see tick-to-trade)"),
         "tick_to_trade": latency_figure(rep, hist, PLOTS[1][1], is_tick_to_trade,
                                         "no tick-to-trade: the run sent no order"),
         "pnl": pnl_figure(rep, tl, tl_error),
