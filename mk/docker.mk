@@ -68,10 +68,10 @@ image: image-tools ## build the CPU image (docker/Dockerfile.cpu) as $(IMAGE):cp
 	$$build $(IMAGE_BUILD_FLAGS) $${ign:+$$ign docker/Dockerfile.cpu.dockerignore} --build-arg BASE=$$base $(_secret) \
 		-f docker/Dockerfile.cpu -t $(IMAGE):cpu .
 
-image-run: ## run a smoke replay (CONF=smoke) in the CPU image; the run directory lands in .cache/image/data
-	@mkdir -p $(IMAGE_DIR)/data && chmod 0777 $(IMAGE_DIR)/data
+image-run: ## run the pipeline in the CPU image: make image-run CONF=smoke [ARGS=...]; runs land in .cache/image/data
+	@mkdir -p $(IMAGE_DIR)/data $(IMAGE_DIR)/numba && chmod 0777 $(IMAGE_DIR)/data $(IMAGE_DIR)/numba
 	@$(_tool) set -x; $$tool $(if $(IMAGE_RUNTIME),--runtime $(IMAGE_RUNTIME)) run --rm $(IMAGE_RUN_FLAGS) \
-		-v $(CURDIR)/$(IMAGE_DIR)/data:/data $(IMAGE):cpu \
+		-v $(CURDIR)/$(IMAGE_DIR)/data:/data -v $(CURDIR)/$(IMAGE_DIR)/numba:/var/cache/hftbot/numba $(IMAGE):cpu \
 		run --config-name $(CONF) $(ARGS)
 
 image-cuda: image-tools ## build the CUDA image (docker/Dockerfile.cuda, numba-cuda on nvidia/cuda) as $(IMAGE):cuda
