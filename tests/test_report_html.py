@@ -109,7 +109,7 @@ def _render(path: Path) -> dict:
     failed: list[str] = []
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        browser = p.chromium.launch(executable_path=chromium, headless=True, timeout=120_000)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("console",
