@@ -77,3 +77,11 @@ image-run: ## run the pipeline in the CPU image: make image-run CONF=smoke [ARGS
 image-cuda: image-tools ## build the CUDA image (docker/Dockerfile.cuda, numba-cuda on nvidia/cuda) as $(IMAGE):cuda
 	@$(_tool) set -x; $$build $(IMAGE_BUILD_FLAGS) $${ign:+$$ign docker/Dockerfile.cuda.dockerignore} --build-arg BASE=$(CUDA_BASE) $(_secret) \
 		-f docker/Dockerfile.cuda -t $(IMAGE):cuda .
+
+# the live pod's capabilities (docker/k8s/deployment.yaml) and seccomp setting, in the image
+K8S_CAPS := BPF,NET_ADMIN,NET_RAW,PERFMON,IPC_LOCK
+.PHONY: image-xdp-check
+image-xdp-check: ## load XDP + open AF_XDP in the CPU image with only the k8s capability set (own netns)
+	@$(_tool) set -x; $$tool $(if $(IMAGE_RUNTIME),--runtime $(IMAGE_RUNTIME)) run --rm $(filter-out --network host,$(IMAGE_RUN_FLAGS)) \
+		--network none --user 0 --cap-drop ALL --cap-add $(K8S_CAPS) --security-opt seccomp=unconfined \
+		-v $(CURDIR)/docker/xdp_caps_check.py:/check.py:ro --entrypoint python $(IMAGE):cpu /check.py

@@ -209,3 +209,9 @@ def test_make_fragment_targets_and_files_exist():
         assert re.search(rf"^{target}:.*## ", mk, re.M), f"mk/docker.mk: no documented target {target}"
     for ref in re.findall(r"docker/[\w.\-]+", mk):
         assert (ROOT / ref).is_file(), f"mk/docker.mk refers to {ref}, which does not exist"
+    # `make image-xdp-check` tries exactly the live pod's capabilities and seccomp setting
+    (dep,) = _k8s_docs()["deployment.yaml"]
+    sc = dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    caps = re.search(r"^K8S_CAPS := (\S+)$", mk, re.M).group(1).split(",")
+    assert sorted(caps) == sorted(sc["capabilities"]["add"])
+    assert sc["seccompProfile"]["type"] == "Unconfined" and "seccomp=unconfined" in mk
