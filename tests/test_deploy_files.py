@@ -208,7 +208,7 @@ def test_make_fragment_targets_and_files_exist():
     for target in ("image", "image-run", "image-cuda", "base-image"):
         assert re.search(rf"^{target}:.*## ", mk, re.M), f"mk/docker.mk: no documented target {target}"
     for ref in re.findall(r"docker/[\w.\-]+", mk):
-        assert (ROOT / ref).is_file(), f"mk/docker.mk refers to {ref}, which does not exist"
+        assert (ROOT / ref).exists(), f"mk/docker.mk refers to {ref}, which does not exist"
     # `make image-xdp-check` tries exactly the live pod's capabilities and seccomp setting
     (dep,) = _k8s_docs()["deployment.yaml"]
     sc = dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]
