@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -56,7 +56,6 @@ class Job:
     swept: dict[str, str]         # key -> the value's text, for the swept keys only
     run_dir: str
     timeout_s: float | None = None
-    env: dict[str, str] = field(default_factory=dict)
 
 
 # --- the grid -------------------------------------------------------------------------------------
@@ -171,12 +170,11 @@ def run_job(job: Job) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pipeline", "run", "--config-name", job.config_name, *job.overrides,
            f"hydra.run.dir={_quote(str(run_dir))}"]
-    env = {**os.environ, **job.env}
     t0 = time.perf_counter()
     status = None
     with open(run_dir / "sweep-job.log", "wb") as out:
         try:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 timeout=job.timeout_s).returncode
         except subprocess.TimeoutExpired:
             rc, status = 124, "timeout"
@@ -492,6 +490,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepError as exc:
         print(f"hftbot sweep: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the running job got the same Ctrl-C and stopped in order
+        print("hftbot sweep: interrupted", file=sys.stderr)
+        return 130
     rows = res["rows"]
     failed = [r for r in rows if r["status"] not in ("completed", "killed")]
     for name, path in res["files"].items():
