@@ -58,6 +58,7 @@ A_UNKNOWN_TYPE = 24
 A_BAD_LENGTH = 25
 A_AFTER_EOS = 26
 N_ACCT = 32
+MOLD_SESSION_AT = 14 + 20 + 8  # a generated packet's MoldUDP64 session: after Ethernet, IPv4 (no options), UDP
 RECORD_REASONS = (S.FILTERED, S.NON_IPV4, S.IP_FRAGMENT, S.BAD_IP, S.BAD_UDP, S.SNAP_TRUNCATED, S.BAD_LINKTYPE)
 ACCT_NAMES = {A_DECODED: "decoded", A_FRAMING: "framing", A_TRAILING: "trailing", A_MOLD_SHORT: "mold_short",
               A_MOLD_BAD_SEQ: "mold_bad_sequence", A_MOLD_TRAILING: "mold_trailing_or_truncated",
@@ -220,6 +221,10 @@ class Pool:
             pos += 16 + int.from_bytes(bytes(pcap[pos + 8:pos + 12]), "little" if self.little else "big")
         self.rec = pcap
         self.rec_start = np.array(starts + [pos], np.int64)
+        first = int(self.rec_start[0]) + 16
+        if self.linktype != 1 or bytes(pcap[first + 12:first + 15]) != b"\x08\x00\x45":
+            raise RuntimeError("the generator's packets are no longer Ethernet + IPv4 without options: "
+                               "update MOLD_SESSION_AT")
         starts = []
         pos = 0
         while pos + 2 <= len(itch):
@@ -248,6 +253,7 @@ class Fuzzer:
         self.sess = MoldSessions(np.zeros((batch + 16, 10), np.uint8), np.zeros(batch + 16, np.uint64),
                                  np.zeros(1, np.int64))
         self.stats = S.new_stats()
+        self.session_ids = np.frombuffer(b"".join(b"F%09d" % j for j in range(batch)), np.uint8).reshape(batch, 10)
         self.acct = np.zeros(N_ACCT, np.int64)
         self.check = np.zeros(16, np.int64)
         self.types = np.zeros(256, np.int64)
@@ -285,6 +291,10 @@ class Fuzzer:
         buf[24:end] = p.rec[lo:hi]
         body_lo = p.rec_start[a:a + k] - lo + 24 + 16
         body_len = np.diff(p.rec_start[a:a + k + 1]) - 16
+        if rng.random() < 0.5:
+            # every packet its own MoldUDP64 session: a mutated sequence number then spoils one
+            # packet, not the rest of its session (duplicates), and more mutated messages reach decode
+            buf[body_lo[:, None] + MOLD_SESSION_AT + np.arange(10)[None, :]] = self.session_ids
         end = self._mutate(rng, end, body_lo, body_len, 16)
         st = np.zeros_like(self.stats)
         n, pos, status = cpu.index_pcap(buf[:end], 24, end, p.little, 1000, p.linktype, np.zeros(0, np.int64),
