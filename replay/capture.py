@@ -297,6 +297,7 @@ class CaptureReader:
         self.bytes_read = 0
         #: where a gzip-compressed file is damaged (compressed byte offset), or None
         self.damage_at: int | None = None
+        self._probing = False  # check_content is reading the start of the file
         with _open(self.path) as f:
             head = f.read(24)
             damage = getattr(f, "damage", None)
@@ -332,6 +333,7 @@ class CaptureReader:
         Leaves the reader as it was: iteration starts again from the first byte."""
         blocks = good = 0
         it = iter(self)
+        self._probing = True
         try:
             for batch in it:
                 n = batch.n
@@ -342,6 +344,7 @@ class CaptureReader:
                     break
         finally:
             it.close()
+            self._probing = False
         st = self.stats
         not_mold = sum(int(st[k]) for k in (S.MOLD_SHORT, S.MOLD_TRUNCATED, S.MOLD_BAD_SEQUENCE,
                                              S.MOLD_TOO_MANY_SESSIONS))
@@ -395,7 +398,7 @@ class CaptureReader:
                 yield MessageBatch(buf, off, length, seq, sess, rx, n)
             if status == F.EOS:
                 rest = end - pos
-                while not eof:  # garbage after the end-of-session record: count it, keep going
+                while not eof and not self._probing:  # garbage after the end-of-session record: count it
                     got = f.readinto(memoryview(buf)) or 0
                     self.bytes_read += got
                     rest += got
@@ -451,7 +454,7 @@ class CaptureReader:
                     yield MessageBatch(buf, off, length, seq, sess, rx, m)
             if status == F.CORRUPT:
                 rest = end - pos
-                while True:
+                while not self._probing:  # (check_content: the rest of a broken file is not read)
                     got = f.readinto(memoryview(buf)) or 0
                     if not got:
                         break
