@@ -258,7 +258,8 @@ class ContentCheck:
         elif self.trailing:
             why = f"; {self.trailing:,} bytes that are no record"
         elif self.not_mold:
-            why = f"; {self.not_mold:,} of {self.payloads:,} UDP payloads are not MoldUDP64 packets"
+            why = (f"; {self.not_mold:,} of {self.payloads:,} UDP payloads are not MoldUDP64 packets: if the "
+                   f"feed is in there, select it with feed.filters or --filter GROUP:PORT")
         else:
             why = ""
         return (f"not a capture: {self.good} of {self.blocks} blocks were ITCH messages "
