@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 import zlib
@@ -173,8 +172,9 @@ def test_random_bytes_are_not_a_capture(tmp_path, name):
 
 @pytest.mark.parametrize("make", [
     lambda: b"\0" * 100_000,                                                    # end-of-session, then zeros
-    lambda: b"\xd4\xc3\xb2\xa1" + os.urandom(50_000),                           # pcap magic, then noise
-    lambda: pcap_bytes([udp_frame(os.urandom(200)) for _ in range(200)]),       # UDP, but not MoldUDP64
+    lambda: b"\xd4\xc3\xb2\xa1" + np.random.default_rng(1).bytes(50_000),         # pcap magic, then noise
+    lambda: pcap_bytes([udp_frame(b"\xff" * 10 + np.random.default_rng(i).bytes(190))  # UDP, but
+                        for i in range(200)]),                                  # not MoldUDP64
     lambda: pcap_bytes([])[:20],                                                # a cut pcap header
 ])
 def test_files_that_frame_nothing_are_not_captures(tmp_path, make):
