@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -32,10 +34,11 @@ def cfg_of(name: str = "smoke", overrides: list[str] = ()):
 
 
 def scrape(url: str) -> dict[str, dict[tuple, float]]:
-    """{sample name: {sorted label items: value}}; ``"#types"``: {family name: type}."""
+    """{sample name: {sorted label items: value}}; ``"#types"``: {family name: type}; ``"#text"``:
+    the exposition as served."""
     with urllib.request.urlopen(url, timeout=10) as resp:
         text = resp.read().decode()
-    out: dict[str, dict] = {"#types": {}}
+    out: dict[str, dict] = {"#types": {}, "#text": text}
     for fam in text_string_to_metric_families(text):
         out["#types"][fam.name] = fam.type
         for s in fam.samples:
@@ -231,3 +234,16 @@ def test_prometheus_config_scrapes_the_bot_and_grafana_is_provisioned():
     dash = json.loads((REPO / "docker/grafana/dashboards/hftbot.json").read_text())
     assert dash["uid"] and all(p["datasource"]["uid"] == "prometheus" for p in dash["panels"] if "targets" in p)
     assert Path(REPO / "docker/grafana/dashboards/hftbot.json").stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus: "
+                    "mk/watch.mk adds it to make setup)")
+def test_promtool_accepts_the_prometheus_config_and_what_the_endpoint_serves(watched_run, tmp_path):
+    _, _, sc = watched_run
+    cfg = subprocess.run(["promtool", "check", "config", str(REPO / "docker/prometheus/prometheus.yml")],
+                         capture_output=True, text=True, timeout=60)
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    for s in (sc.mid_run, sc.scrapes[-1]):
+        lint = subprocess.run(["promtool", "check", "metrics"], input=s["#text"], capture_output=True, text=True,
+                              timeout=60)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr
