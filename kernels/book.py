@@ -132,7 +132,7 @@ def home_of(key, mask, mixed):
 
 
 @register_jitable
-def hash_find(keys, vals, mask, key, mixed):
+def probe_find(keys, vals, mask, key, mixed):
     """Slot stored for ``key`` or -1 (Robin Hood: stops at the first resident closer to home)."""
     i = home_of(key, mask, mixed)
     d = 0
@@ -147,7 +147,7 @@ def hash_find(keys, vals, mask, key, mixed):
 
 
 @register_jitable
-def hash_insert(keys, vals, mask, key, val, mixed):
+def probe_insert(keys, vals, mask, key, val, mixed):
     """Insert an absent key (Robin Hood: take the slot of a resident nearer its home, carry it on).
     The table is sized at least twice the live entries, so it never fills."""
     i = home_of(key, mask, mixed)
@@ -169,7 +169,7 @@ def hash_insert(keys, vals, mask, key, val, mixed):
 
 
 @register_jitable
-def hash_delete(keys, vals, mask, key, mixed):
+def probe_delete(keys, vals, mask, key, mixed):
     """Remove ``key`` with backward-shift deletion; returns its value or -1.
 
     Robin Hood order makes the shift stop at the first entry sitting in its home slot, so
@@ -196,6 +196,164 @@ def hash_delete(keys, vals, mask, key, mixed):
     return found
 
 
+# --- the order-reference map: a two-level paged table, the hash as its fallback -------------
+#
+# One pair of arrays (``ok`` int64 [H], ``ov`` int32 [H], H a power of two, ``ref_slots``) holds
+# it. Tables below PAGED_MIN_SLOTS are the plain hash (``probe_*`` over all H slots). From
+# PAGED_MIN_SLOTS up, with ``half = H // 2``:
+#   - ``ok[:half]``/``ov[:half]``: the hash, for references no page can take (non-dense feeds,
+#     references beyond the directory, every page in use);
+#   - ``ok[half + d]`` for ``d < half - 4``: directory entry of references ``d * PAGE ..
+#     d * PAGE + PAGE - 1``: low 32 bits the page + 1 (0 = none), high 32 bits its live refs;
+#   - ``ok[H - 1]`` pages handed out so far, ``ok[H - 2]`` the free-page list's head (page + 1,
+#     0 = empty; a free page's slot 0 links to the next), ``ok[H - 3]`` entries in the hash;
+#   - ``ov[half + page * PAGE + (ref % PAGE)]``: the order's slot, -1 = none.
+# Nasdaq assigns references increasing through the day, so the live ones fill a few thousand
+# pages densely: a lookup is one directory read (hot: 8 bytes per 512 references) and one read
+# of the page slot, instead of the hash's key and value reads and probe. A page goes back on the
+# free list when its last reference leaves; a page is refilled with -1 when handed out. All
+# initial state is zeros in ``ok`` and -1 in ``ov`` (what ``BookState`` and the GPU's sharded
+# book allocate), and each shard's slice of ``ok``/``ov`` is a table of its own.
+
+PAGE_BITS = 9
+PAGE = 1 << PAGE_BITS
+PAGE_MASK = PAGE - 1
+PAGED_MIN_SLOTS = 1 << 12
+_LOW32 = np.int64(0xFFFFFFFF)
+
+
+@register_jitable
+def _page_alloc(ok, ov, half, h):
+    """A page (page + 1) with every slot -1, from the free list or unused; 0 when none is left."""
+    f = ok[h - 2]
+    if f != 0:
+        base = half + ((f - 1) << PAGE_BITS)
+        ok[h - 2] = ov[base]
+    else:
+        b = ok[h - 1]
+        if b >= (half >> PAGE_BITS):
+            return np.int64(0)
+        ok[h - 1] = b + 1
+        f = b + 1
+        base = half + (b << PAGE_BITS)
+    for k in range(PAGE):
+        ov[base + k] = -1
+    return f
+
+
+@register_jitable
+def ref_find(ok, ov, ref):
+    """The order slot of reference ``ref``, or -1."""
+    h = ok.shape[0]
+    if h < PAGED_MIN_SLOTS:
+        return probe_find(ok, ov, h - 1, ref, False)
+    half = h >> 1
+    d = ref >> PAGE_BITS
+    if ref >= 0 and d < half - 4:
+        pg = ok[half + d] & _LOW32
+        if pg != 0:
+            v = ov[half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)]
+            if v != -1:
+                return v
+    if ok[h - 3] == 0:
+        return -1
+    return probe_find(ok, ov, half - 1, ref, False)
+
+
+@register_jitable
+def ref_insert(ok, ov, ref, val):
+    """Map an absent reference to ``val``: in its page (handed out on first use) or the hash."""
+    h = ok.shape[0]
+    if h < PAGED_MIN_SLOTS:
+        probe_insert(ok, ov, h - 1, ref, val, False)
+        return
+    half = h >> 1
+    d = ref >> PAGE_BITS
+    if ref >= 0 and d < half - 4:
+        e = ok[half + d]
+        pg = e & _LOW32
+        if pg == 0:
+            pg = _page_alloc(ok, ov, half, h)
+        if pg != 0:
+            ov[half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)] = val
+            ok[half + d] = (((e >> 32) + 1) << 32) | pg
+            return
+    probe_insert(ok, ov, half - 1, ref, val, False)
+    ok[h - 3] += 1
+
+
+@register_jitable
+def ref_delete(ok, ov, ref):
+    """Unmap ``ref``; returns its slot or -1. A page whose last reference leaves is freed."""
+    h = ok.shape[0]
+    if h < PAGED_MIN_SLOTS:
+        return probe_delete(ok, ov, h - 1, ref, False)
+    half = h >> 1
+    d = ref >> PAGE_BITS
+    if ref >= 0 and d < half - 4:
+        e = ok[half + d]
+        pg = e & _LOW32
+        if pg != 0:
+            i = half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)
+            v = ov[i]
+            if v != -1:
+                ov[i] = -1
+                c = (e >> 32) - 1
+                if c == 0:
+                    ok[half + d] = 0
+                    ov[half + ((pg - 1) << PAGE_BITS)] = ok[h - 2]
+                    ok[h - 2] = pg
+                else:
+                    ok[half + d] = (c << 32) | pg
+                return v
+    if ok[h - 3] == 0:
+        return -1
+    v = probe_delete(ok, ov, half - 1, ref, False)
+    if v != -1:
+        ok[h - 3] -= 1
+    return v
+
+
+def ref_map_stats(ok, ov):
+    """(pages handed out, pages on the free list, references in the hash) of an order-reference
+    map; ``(0, 0, -1)`` for a hash-only one (small tables). Python side, not the hot path."""
+    h = ok.shape[0]
+    if h < PAGED_MIN_SLOTS:
+        return 0, 0, -1
+    half = h >> 1
+    free, f = 0, int(ok[h - 2])
+    while f != 0:
+        free += 1
+        f = int(ov[half + ((f - 1) << PAGE_BITS)])
+    return int(ok[h - 1]), free, int(ok[h - 3])
+
+
+@register_jitable
+def hash_find(keys, vals, mask, key, mixed):
+    """Slot stored for ``key`` or -1: the order-reference map for ``mixed=False`` (``keys``/``vals``
+    = ``ok``/``ov``; ``mask`` unused), else the level hash (``probe_find``)."""
+    if mixed:
+        return probe_find(keys, vals, level_mask(keys), key, True)
+    return ref_find(keys, vals, key)
+
+
+@register_jitable
+def hash_insert(keys, vals, mask, key, val, mixed):
+    """Insert an absent key: the order-reference map for ``mixed=False``, else the level hash."""
+    if mixed:
+        probe_insert(keys, vals, level_mask(keys), key, val, True)
+    else:
+        ref_insert(keys, vals, key, val)
+
+
+@register_jitable
+def hash_delete(keys, vals, mask, key, mixed):
+    """Remove ``key``; returns its value or -1 (order-reference map for ``mixed=False``)."""
+    if mixed:
+        return probe_delete(keys, vals, level_mask(keys), key, True)
+    return ref_delete(keys, vals, key)
+
+
 @register_jitable
 def level_key(book, price):
     """(book, price) -> one unique int64 key (prices are below 2**33)."""
@@ -218,19 +376,176 @@ K_COUNT, K_HEAD, K_TAIL, K_BETTER, K_WORSE, K_BOOK = 0, 1, 2, 3, 4, 5
 B_BEST, B_NLEVELS = 0, 1
 
 
+# --- the level map: the level hash and per-book price ladders in one pair of arrays ---------
+#
+# ``lk`` int64 [H] / ``lv`` int32 [H] (H a power of two, ``hash_slots``). Below
+# LADDER_MIN_SLOTS: the plain level hash over all H slots. From LADDER_MIN_SLOTS up, with
+# ``half = H // 2``:
+#   - ``lk[:half]``/``lv[:half]``: the level hash ((book, price) -> level);
+#   - ``lk[half + book]`` (books below ``half - 2``): the book's ladder + 1 (low 32 bits, 0 =
+#     none) and the ladder's first tick (high 32 bits: price // 100);
+#   - ``lk[H - 1]`` ladders handed out, ``lk[H - 2]`` the free-ladder list's head (ladder + 1; a
+#     free ladder's entry 0 links to the next);
+#   - ``lv[half + ladder * LADDER + t]``: the book's level at price ``(first tick + t) * 100``,
+#     -1 = none.
+# A book gets a ladder at its LADDER_AT-th level (while any is left), placed so that its best
+# price sits a quarter of the window from the window's inner edge; a new best outside the window
+# re-centres it (rebuilt from the book's levels), an empty book gives it back. A new level then
+# finds its place from the nearest better level on the ladder (a scan of at most LADDER_SCAN
+# entries, sequential memory) instead of walking the book's linked list from the best, which
+# costs two cache misses a level and, on a deep book, hundreds of levels. Prices off the
+# one-cent grid, outside the window or in books without a ladder take the walk; the walk from
+# the ladder's level is what places the new level, so it is exact whatever the prices.
+
+LADDER_BITS = 11
+LADDER = 1 << LADDER_BITS    # ticks per ladder (one cent each: $20.48)
+LADDER_AT = 16
+LADDER_SCAN = 512
+LADDER_MIN_SLOTS = 1 << 15
+LEVEL_WALK = 16   # levels walked from the best before looking a neighbour up by price
+NEAR_PROBES = 8   # prices looked up on the better side of a new level (one tick apart)
+
+
+@register_jitable
+def level_mask(lk):
+    """The level hash's mask: all of ``lk`` below LADDER_MIN_SLOTS slots, else its lower half."""
+    h = lk.shape[0]
+    if h < LADDER_MIN_SLOTS:
+        return h - 1
+    return (h >> 1) - 1
+
+
+@register_jitable
+def ladder_of(book, lk):
+    """(start of the book's ladder in ``lv``, its first tick), or (-1, 0) when it has none."""
+    h = lk.shape[0]
+    half = h >> 1
+    if h < LADDER_MIN_SLOTS or book >= half - 2:
+        return -1, np.int64(0)
+    e = lk[half + book]
+    lad = e & _LOW32
+    if lad == 0:
+        return -1, np.int64(0)
+    return half + ((lad - 1) << LADDER_BITS), e >> 32
+
+
+@register_jitable
+def ladder_put(book, price, x, lk, lv):
+    """Record level ``x`` (or -1: none) at ``price`` on the book's ladder, if it is on it."""
+    start, base = ladder_of(book, lk)
+    if start < 0 or price % 100 != 0:
+        return
+    t = price // 100 - base
+    if 0 <= t < LADDER:
+        lv[start + t] = x
+
+
+@register_jitable
+def ladder_better(book, side, price, lk, lv):
+    """The nearest level better than ``price`` on the book's ladder (within LADDER_SCAN
+    entries), or -1."""
+    start, base = ladder_of(book, lk)
+    if start < 0 or price % 100 != 0:
+        return -1
+    t = price // 100 - base
+    if t < 0 or t >= LADDER:
+        return -1
+    step = 1 if side == 0 else -1
+    for k in range(LADDER_SCAN):
+        t += step
+        if t < 0 or t >= LADDER:
+            return -1
+        v = lv[start + t]
+        if v != -1:
+            return v
+    return -1
+
+
+@register_jitable
+def ladder_free(book, lk, lv):
+    """Give the book's ladder back (its book is empty: every entry is -1 already)."""
+    start, base = ladder_of(book, lk)
+    if start < 0:
+        return
+    h = lk.shape[0]
+    half = h >> 1
+    lv[start] = lk[h - 2]
+    lk[h - 2] = lk[half + book] & _LOW32
+    lk[half + book] = 0
+
+
+@register_jitable
+def ladder_build(book, side, li, lj, lk, lv, bk):
+    """Give the book a ladder (or re-centre its own) around its best price and record its levels
+    on it. Nothing when the table has no ladders or none is left."""
+    h = lk.shape[0]
+    half = h >> 1
+    if h < LADDER_MIN_SLOTS or book >= half - 2:
+        return
+    lad = lk[half + book] & _LOW32
+    if lad == 0:
+        lad = lk[h - 2]
+        if lad != 0:
+            lk[h - 2] = lv[half + ((lad - 1) << LADDER_BITS)]
+        else:
+            b = lk[h - 1]
+            if b >= (half >> LADDER_BITS):
+                return
+            lk[h - 1] = b + 1
+            lad = b + 1
+    start = half + ((lad - 1) << LADDER_BITS)
+    for k in range(LADDER):
+        lv[start + k] = -1
+    x = bk[book, B_BEST]
+    bt = li[x, L_PRICE] // 100
+    if side == 0:
+        base = bt - (LADDER - LADDER // 4)
+    else:
+        base = bt - LADDER // 4
+    if base < 0:
+        base = 0
+    lk[half + book] = (np.int64(base) << 32) | lad
+    while x != -1:
+        p = li[x, L_PRICE]
+        if p % 100 == 0:
+            t = p // 100 - base
+            if 0 <= t < LADDER:
+                lv[start + t] = x
+        x = lj[x, K_WORSE]
+
+
+@register_jitable
+def near_better(book, side, price, lk, lv, lmask):
+    """A level of ``book`` better than ``price`` by at most NEAR_PROBES ticks (one cent from
+    $1 up, else 0.0001), the nearest such; -1 if none. Only a starting point for the walk, which
+    stays exact whatever the prices (a level off the tick grid in between is walked over)."""
+    step = 100 if price % 100 == 0 else 1
+    if side != 0:
+        step = -step
+    for k in range(1, NEAR_PROBES + 1):
+        p = price + k * step
+        if p <= 0:
+            return -1
+        x = probe_find(lk, lv, lmask, level_key(book, p), True)
+        if x >= 0:
+            return x
+    return -1
+
+
 @register_jitable
 def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
     """The level of ``price`` in ``book``, created in sorted position if absent; -1 if full."""
     key = level_key(book, price)
-    x = hash_find(lk, lv, lmask, key, True)
+    x = probe_find(lk, lv, lmask, key, True)
     if x >= 0:
         return x
+    new_best = False
     nf = ctr[C_FREE_LEVELS]
     if nf == 0:
         return -1
     x = lfree[nf - 1]
     ctr[C_FREE_LEVELS] = nf - 1
-    hash_insert(lk, lv, lmask, key, x, True)
+    probe_insert(lk, lv, lmask, key, x, True)
     li[x, L_PRICE] = price
     li[x, L_SHARES] = 0
     lj[x, K_COUNT] = 0
@@ -247,19 +562,44 @@ def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
         lj[x, K_WORSE] = b
         lj[b, K_BETTER] = x
         bk[book, B_BEST] = x
+        new_best = True
     else:
-        cur = b
-        while lj[cur, K_WORSE] != -1 and not better(side, price, li[lj[cur, K_WORSE], L_PRICE]):
-            cur = lj[cur, K_WORSE]
+        # after ``cur``, the nearest level better than ``price``: from the ladder when the book
+        # has one, else walk from the best, and after LEVEL_WALK steps jump ahead to a level
+        # found by price (near_better) when it is further
+        cur = ladder_better(book, side, price, lk, lv)
+        if cur == -1:
+            cur = b
+        steps = 0
         w = lj[cur, K_WORSE]
+        while w != -1 and not better(side, price, li[w, L_PRICE]):
+            cur = w
+            steps += 1
+            if steps == LEVEL_WALK:
+                q = near_better(book, side, price, lk, lv, lmask)
+                if q != -1 and better(side, li[cur, L_PRICE], li[q, L_PRICE]):
+                    cur = q
+            w = lj[cur, K_WORSE]
         lj[x, K_BETTER] = cur
         lj[x, K_WORSE] = w
         if w != -1:
             lj[w, K_BETTER] = x
         lj[cur, K_WORSE] = x
-    bk[book, B_NLEVELS] += 1
-    if bk[book, B_NLEVELS] > ctr[C_MAX_LEVELS_SEEN]:
-        ctr[C_MAX_LEVELS_SEEN] = bk[book, B_NLEVELS]
+    nl = bk[book, B_NLEVELS] + 1
+    bk[book, B_NLEVELS] = nl
+    if nl > ctr[C_MAX_LEVELS_SEEN]:
+        ctr[C_MAX_LEVELS_SEEN] = nl
+    if lk.shape[0] >= LADDER_MIN_SLOTS:
+        start, base = ladder_of(book, lk)
+        if start < 0:
+            if nl >= LADDER_AT:
+                ladder_build(book, side, li, lj, lk, lv, bk)
+        else:
+            t = price // 100 - base
+            if price % 100 == 0 and 0 <= t < LADDER:
+                lv[start + t] = x
+            elif new_best:  # the best left the window: centre it again
+                ladder_build(book, side, li, lj, lk, lv, bk)
     return x
 
 
@@ -275,18 +615,24 @@ def level_release(x, li, lj, lfree, lk, lv, lmask, bk, ctr):
         bk[book, B_BEST] = w
     if w != -1:
         lj[w, K_BETTER] = b
-    hash_delete(lk, lv, lmask, level_key(book, li[x, L_PRICE]), True)
+    price = li[x, L_PRICE]
+    probe_delete(lk, lv, lmask, level_key(book, price), True)
     nf = ctr[C_FREE_LEVELS]
     lfree[nf] = x
     ctr[C_FREE_LEVELS] = nf + 1
-    bk[book, B_NLEVELS] -= 1
+    nl = bk[book, B_NLEVELS] - 1
+    bk[book, B_NLEVELS] = nl
+    if lk.shape[0] >= LADDER_MIN_SLOTS:
+        ladder_put(book, price, -1, lk, lv)
+        if nl == 0:
+            ladder_free(book, lk, lv)
 
 
 @register_jitable
 def order_add(ref, book, side, price, shares, ts, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask,
               bk, ctr):
     """Append a new order at the back of its price level's queue. Returns 0, or an error code."""
-    if hash_find(ok, ov, omask, ref, False) != -1:
+    if ref_find(ok, ov, ref) != -1:
         ctr[C_DUPLICATE_REF] += 1
         return 0
     nf = ctr[C_FREE_ORDERS]
@@ -297,7 +643,7 @@ def order_add(ref, book, side, price, shares, ts, oi, oj, ofree, ok, ov, omask, 
         return ERR_LEVELS_FULL
     s = ofree[nf - 1]
     ctr[C_FREE_ORDERS] = nf - 1
-    hash_insert(ok, ov, omask, ref, s, False)
+    ref_insert(ok, ov, ref, s)
     oi[s, O_REF] = ref
     oi[s, O_PRICE] = price
     oi[s, O_SHARES] = shares
@@ -336,7 +682,7 @@ def order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, 
     li[x, L_SHARES] -= oi[s, O_SHARES]
     if lj[x, K_COUNT] == 0:
         level_release(x, li, lj, lfree, lk, lv, lmask, bk, ctr)
-    hash_delete(ok, ov, omask, oi[s, O_REF], False)
+    ref_delete(ok, ov, oi[s, O_REF])
     nf = ctr[C_FREE_ORDERS]
     ofree[nf] = s
     ctr[C_FREE_ORDERS] = nf + 1
@@ -427,7 +773,7 @@ def apply_events(n, ev, book, feat, fo, fk):
     oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
     p, subs, stop_ts = feat
     omask = ok.shape[0] - 1
-    lmask = lk.shape[0] - 1
+    lmask = level_mask(lk)
     nsym = sym.shape[0]
     frows = fo.shape[0]
     top_n = np.int64(p[FT.P_TOP_N])
@@ -464,7 +810,7 @@ def apply_events(n, ev, book, feat, fo, fk):
             ctr[C_ADDS] += 1
             changed = True
         elif t == 68 or t == 88 or t == 69 or t == 67 or t == 85:  # D, X, E, C, U
-            s = hash_find(ok, ov, omask, ref[i], False)
+            s = ref_find(ok, ov, ref[i])
             if s == -1:
                 ctr[C_MISSING_REF] += 1
                 i += 1

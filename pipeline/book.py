@@ -35,8 +35,11 @@ def _pow2_at_least(n: int) -> int:
 
 
 def hash_slots(entries: int) -> int:
-    """Slots of the book's open-addressing tables for ``entries`` live keys (load factor <= 0.5)."""
-    return _pow2_at_least(2 * entries)
+    """Slots of the book's two maps (``kernels/book.py``) for ``entries`` live keys: the
+    order-reference map (``ok``/``ov``: hash fallback in one half, page directory and pages in
+    the other) and the level map (``lk``/``lv``: level hash in one half, book ladders in the
+    other). Each hash half stays at load factor <= 0.5 even when every key lands in it."""
+    return _pow2_at_least(4 * entries)
 
 
 class BookState:
@@ -47,12 +50,12 @@ class BookState:
         if min(max_orders, max_levels, max_symbols) <= 0:
             raise ValueError("book sizes must be positive")
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
-        ho = _pow2_at_least(2 * max_orders)   # load factor <= 0.5 keeps probes short
-        hl = _pow2_at_least(2 * max_levels)
+        ho = hash_slots(max_orders)  # the order-reference map: pages + hash (kernels/book.py)
+        hl = hash_slots(max_levels)  # the level map: level hash + price ladders
         self.oi = np.zeros((max_orders, 4), np.int64)
         self.oj = np.zeros((max_orders, 4), np.int32)
         self.ofree = np.arange(max_orders - 1, -1, -1, dtype=np.int32)  # pop from the end: slot 0 first
-        self.ok = np.zeros(ho, np.int64)
+        self.ok = np.zeros(ho, np.int64)      # zeros: untouched directory pages stay unmapped
         self.ov = np.full(ho, -1, np.int32)
         self.li = np.zeros((max_levels, 2), np.int64)
         self.lj = np.zeros((max_levels, 6), np.int32)

@@ -37,6 +37,20 @@ ticks) behind the tick just inside the book's centre; the centre is clamped ``W/
 the window edges, which bounds the random walk of the mid. Replaces move price by 0-10 ticks.
 Order sizes: mostly 100, round lots to 1000, 18% odd lots, a few blocks to 5000.
 
+Presets (``generate(preset=...)``, ``--preset``): the default above is shallow (~64 live
+orders a symbol near the inside: about 32k live orders on 500 symbols). ``preset="deep"`` has
+Nasdaq-like depth for the book benchmarks: 500 symbols by default; per-symbol live-order targets
+(Zipf, summing to ``live_orders``: messages/18 within 1M..6M) that an opening ramp (adds lean
+40% while a symbol is below 7/8 of its target) fills to half, then rise linearly to all of it
+at the close, so a 30M-message day holds ~1.2M live orders mid-stream and ~1.65M at the close
+and a 100M-message day ~5.5M (a real day peaks at ~5.3M); adds and deletes balanced around each
+target (a 6% lean); 30% of new orders up to 3W/8 ticks from the inside (thousands of levels
+on a busy book); references increasing through the day but skipping 1-4 numbers on a quarter
+of the adds (as Nasdaq's, they are not perfectly dense). Executions take the oldest order at
+the best price through per-level FIFO lists (O(1), not a scan of the symbol's pool); the lists
+and int32 level counts cost 12 bytes per tick and side (<= 48 MiB), so the shallow preset,
+whose output is unchanged, keeps its int16 counts and scan.
+
 All randomness is a splitmix64 stream on a ``uint64[1]`` state inside the kernel; distributions
 (price offsets, sizes, gaps, symbol weights) are lookup tables built from closed-form quantiles,
 so nothing depends on numpy's RNG. Generation runs in chunks (1M messages by default) in one

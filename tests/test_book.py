@@ -57,8 +57,26 @@ def depth(k, state, loc=1, n=10):
     return [(x["price"], x["shares"], x["orders"]) for x in d["bids"]], [(x["price"], x["shares"], x["orders"]) for x in d["asks"]]
 
 
+def ref_map_is_empty(state) -> bool:
+    """The order-reference map holds nothing: every page back on the free list, no directory
+    entry, nothing in the hash (kernels/book.py: the map's layout)."""
+    ok, ov = state.ok, state.ov
+    h = ok.shape[0]
+    if h < B.PAGED_MIN_SLOTS:
+        return bool((ov == -1).all())
+    half = h // 2
+    handed, free, hashed = B.ref_map_stats(ok, ov)
+    return (handed == free and hashed == 0 and bool((ov[:half] == -1).all())
+            and bool((ok[half:h - 4] == 0).all()))
+
+
+def as_i64(ref: int) -> np.int64:
+    """An order reference (uint64) as the book keys it (the bits as int64)."""
+    return np.array([ref], np.uint64).view(np.int64)[0]
+
+
 def slot_of(state, ref):
-    return B.hash_find(state.ok, state.ov, state.ok.shape[0] - 1, np.int64(ref), False)
+    return B.hash_find(state.ok, state.ov, state.ok.shape[0] - 1, as_i64(ref), False)
 
 
 def queue_refs(state, loc, side, price):
@@ -261,7 +279,7 @@ def test_deleting_every_order_empties_every_book(flow):
     state, books = new_books(cpu, orders=400, levels=200)
     books(table(rows + [dict(kind="D", ref=r, locate=live[r][0]) for r in live]))
     assert state.counters()["live_orders"] == 0 and state.counters()["live_levels"] == 0
-    assert (state.bk[:, B.B_BEST] == -1).all() and (state.ov == -1).all() and (state.lv == -1).all()
+    assert (state.bk[:, B.B_BEST] == -1).all() and ref_map_is_empty(state) and (state.lv == -1).all()
     assert state.ctr[B.C_FREE_ORDERS] == 400 and state.ctr[B.C_FREE_LEVELS] == 200
 
 
@@ -285,19 +303,120 @@ def test_replace_keeps_the_side_and_goes_to_the_back(flow, data):
     assert queue_refs(state, loc, side == "S", px)[-1] == new
 
 
-def test_backends_agree_on_a_generated_stream(tmp_path):
-    """The CUDA kernel (simulator) leaves exactly the same state and features as the CPU one."""
+@st.composite
+def deep_flows(draw):
+    """Many levels per book (prices over 300 ticks, some off the one-cent grid, some far
+    outside a ladder's window) and references that are mostly dense but jump now and then (past
+    the page directory, above 2**63): the paged reference map, its hash fallback, page reuse and
+    the level ladders all get used. Returns rows and the live orders {ref: (loc, side, shares)}."""
+    live: dict[int, tuple] = {}
+    rows, ref = [], 1
+    for _ in range(draw(st.integers(1, 400))):
+        op = draw(st.sampled_from("AAAAADDXU") if live else st.just("A"))
+        if op in "AU":
+            jump = draw(st.sampled_from([0] * 12 + [1, 700, 5000, 2**31, 2**40, -1]))
+            if jump < 0:  # a reference above 2**63 (negative as int64), outside any sequence
+                nref = 2**63 + 17 * ref
+            else:
+                nref = ref + jump
+            ref = max(ref, nref + 1) if jump >= 0 else ref + 1
+        if op == "A":
+            loc, side = draw(st.integers(1, 2)), draw(st.sampled_from("BS"))
+            tick = draw(st.one_of(st.integers(0, 300), st.integers(0, 300), st.integers(-4000, 4000)))
+            off = draw(st.sampled_from([0] * 9 + [37]))  # now and then a sub-penny price
+            px = 500_000 + (tick if side == "S" else -tick) * 100 + off + (0 if side == "B" else 50_000)
+            sh = draw(st.integers(1, 500))
+            rows.append(A(nref, side, sh, px, locate=loc))
+            live[nref] = (loc, side, sh)
+            continue
+        r = draw(st.sampled_from(sorted(live)))
+        loc, side, sh = live[r]
+        if op == "D":
+            rows.append(dict(kind="D", ref=r, locate=loc))
+            del live[r]
+        elif op == "X":
+            q = draw(st.integers(1, sh))
+            rows.append(dict(kind="X", ref=r, shares=q, locate=loc))
+            if q == sh:
+                del live[r]
+            else:
+                live[r] = (loc, side, sh - q)
+        else:
+            tick = draw(st.integers(0, 300))
+            px = 500_000 + (tick if side == "S" else -tick) * 100 + (0 if side == "B" else 50_000)
+            rows.append(dict(kind="U", ref=r, new_ref=nref, shares=7, price=px, locate=loc))
+            del live[r]
+            live[nref] = (loc, side, 7)
+    return rows, live
+
+
+def ladders_agree(state) -> bool:
+    """Every ladder entry names a live level of its book at its price; every level of a book with
+    a ladder that is on the grid and in the window is on it."""
+    lk, lv = state.lk, state.lv
+    if lk.shape[0] < B.LADDER_MIN_SLOTS:
+        return True
+    for book in range(state.bk.shape[0]):
+        start, base = B.ladder_of(book, lk)
+        if start < 0:
+            continue
+        want = {}
+        x = state.bk[book, B.B_BEST]
+        while x != -1:
+            px = int(state.li[x, B.L_PRICE])
+            if px % 100 == 0 and 0 <= px // 100 - base < B.LADDER:
+                want[px // 100 - base] = x
+            x = state.lj[x, B.K_WORSE]
+        got = {t: int(lv[start + t]) for t in range(B.LADDER) if lv[start + t] != -1}
+        if got != want:
+            return False
+    return True
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_flows())
+def test_paged_references_and_ladders_keep_the_book_exact(deep_flow):
+    """Big enough tables for the paged reference map (4 pages) and the level ladders (8): the
+    books stay sorted with L2 = L3, every live order is found with its fields, and deleting
+    everything empties both maps."""
+    from kernels import cpu
+
+    rows, live = deep_flow
+    state = BookState(1024, 8192, 4)
+    assert state.ok.shape[0] >= B.PAGED_MIN_SLOTS and state.lk.shape[0] >= B.LADDER_MIN_SLOTS
+    books = BookStage(cpu, state, capacity=4096, symbols=[])
+    for i in range(0, len(rows), 50):
+        books(table(rows[i:i + 50]))
+        assert l2_equals_l3(state) and ladders_agree(state)
+    c = state.counters()
+    assert c["live_orders"] == len(live) and c["missing_refs"] == 0 and c["duplicate_refs"] == 0
+    for r, (loc, side, sh) in live.items():
+        s = slot_of(state, r)
+        assert s >= 0 and state.oi[s, B.O_SHARES] == sh and state.oi[s, B.O_REF] == as_i64(r)
+        assert state.oj[s, B.J_BOOK] == loc * 2 + (side == "S")
+    books(table([dict(kind="D", ref=r, locate=live[r][0]) for r in live]))
+    assert state.counters()["live_orders"] == 0 and state.counters()["live_levels"] == 0
+    assert ref_map_is_empty(state) and ladders_agree(state)
+    half = state.lk.shape[0] // 2
+    assert (state.lk[half:half + state.bk.shape[0]] == 0).all()  # every ladder given back
+
+
+@pytest.mark.parametrize("preset, levels", [(None, 1000), ("deep", 8192)])
+def test_backends_agree_on_a_generated_stream(tmp_path, preset, levels):
+    """The CUDA kernel (simulator) leaves exactly the same state and features as the CPU one;
+    both sizes use the paged reference map, the deep one the level ladders too."""
     from kernels import cpu, gpu
     from pipeline.stages import DecodeStage
     from replay.capture import CaptureReader
     from replay.generator import generate
 
     path = tmp_path / "g.itch"
-    generate(path, fmt="itch", n_messages=1500, n_symbols=3, seed=5)
+    generate(path, fmt="itch", n_messages=1500, n_symbols=3, seed=5, preset=preset,
+             **({"live_orders": 1200} if preset else {}))
     out = []
     for k in (cpu, gpu):
         reader = CaptureReader(path)
-        state = BookState(3000, 1000, 8)
+        state = BookState(3000, levels, 8)
         dec = DecodeStage(cpu, reader.batch_rows, reader.stats)
         books = BookStage(k, state, reader.batch_rows, symbols=["*"])
         feats = [(fb.values[:fb.n].copy(), fb.keys[:fb.n].copy()) for fb in (books(dec(b)) for b in reader)]
@@ -307,6 +426,9 @@ def test_backends_agree_on_a_generated_stream(tmp_path):
         assert np.array_equal(a, b)
     assert all(np.array_equal(x, y) for (x, _), (y, _) in zip(f1, f2))
     assert s1.counters()["adds"] > 100 and sum(len(x) for x, _ in f1) > 100
+    assert B.ref_map_stats(s1.ok, s1.ov)[0] > 0  # pages handed out
+    if preset:
+        assert s1.lk[-1] > 0  # ladders handed out
 
 
 def test_hftbot_book_prints_meta_bbo_of_the_real_capture():

@@ -374,3 +374,31 @@ def test_cli_prints_the_summary_as_json(tmp_path, capsys):
     assert summary["n_messages"] == 5000 and summary["fmt"] == "pcap"
     assert sum(summary["counts"].values()) == 5000
     assert out.stat().st_size == summary["bytes_written"]
+
+
+def test_deep_preset_is_valid_deep_and_references_rise_with_gaps(tmp_path):
+    """The deep preset: every event valid against the reference book (executions at the best
+    price, oldest order first: the per-level FIFO lists), live orders ramping to half the target
+    and rising toward it, far more levels per busy symbol than the default, references
+    increasing with gaps; deterministic; a bad preset is a clear error."""
+    n, live = 150_000, 30_000
+    s = generate(tmp_path / "deep.itch", fmt="itch", n_messages=n, n_symbols=12, seed=4, preset="deep",
+                 live_orders=live)
+    msgs, _ = read_binaryfile(tmp_path / "deep.itch")
+    seen, orders, _ = check_book(msgs)
+    assert len(orders) == s.n_orders_live_at_end == s.extra["live_orders_now"]
+    assert seen[b"E"] > 1000 and seen[b"D"] > 10_000 and seen[b"U"] > 5000
+    x = s.extra
+    assert live // 2 * 0.8 < x["live_orders_mid"] < x["live_orders_peak"] <= live * 1.05
+    assert x["max_levels_one_symbol_now"] > 800
+    refs = [struct.unpack_from(">Q", m, 11)[0] for m in msgs if m[0:1] in (b"A", b"F")]
+    assert all(a < b for a, b in zip(refs, refs[1:]))
+    steps = Counter(b - a for a, b in zip(refs, refs[1:]))
+    assert steps[1] > 0.5 * len(refs) and sum(c for d, c in steps.items() if d > 1) > 0.1 * len(refs)
+    again = generate(tmp_path / "deep2.itch", fmt="itch", n_messages=n, n_symbols=12, seed=4, preset="deep",
+                     live_orders=live)
+    assert (tmp_path / "deep.itch").read_bytes() == (tmp_path / "deep2.itch").read_bytes() and again.extra == x
+    shallow = generate(tmp_path / "s.itch", fmt="itch", n_messages=n, n_symbols=12, seed=4)
+    assert shallow.extra["preset"] == "shallow" and shallow.extra["max_levels_one_symbol_now"] < 200
+    with pytest.raises(ValueError, match="preset"):
+        generate(tmp_path / "x.itch", fmt="itch", n_messages=n, preset="deeper")

@@ -1,0 +1,65 @@
+"""Differential test on a small deep day (``generate(preset="deep")``): our book against
+itch-book, at the end and midway.
+
+The deep preset is what exercises the book's paged order-reference map (references rising with
+gaps), its hash fallback, and the price ladders (hundreds to thousands of levels on the busiest
+books, most of them far from the inside). The book is sized so both are on, and the comparison
+goes 25 levels deep on every symbol, with the book statistics.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import reference as ref
+from kernels import book as B
+from replay.generator import generate
+from tests.test_book_reference import (assert_stats_agree, cut_file, diff, itchbook_depth, message_offsets,
+                                       our_depth, run_ours)
+
+N = 240_000
+SYMBOLS = 24
+LIVE = 40_000
+DEPTH = 25
+
+
+@pytest.fixture(scope="module")
+def deep_day(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deep") / "deep.itch"
+    summary = generate(path, fmt="itch", n_messages=N, n_symbols=SYMBOLS, seed=5, preset="deep", live_orders=LIVE)
+    return path, summary
+
+
+def test_the_deep_day_is_deep(deep_day):
+    _, s = deep_day
+    x = s.extra
+    assert x["preset"] == "deep" and x["live_orders_target"] == LIVE
+    assert x["live_orders_mid"] > LIVE // 2 and x["live_orders_now"] > 0.8 * LIVE
+    assert x["max_levels_one_symbol_now"] > 1000  # thousands of price levels on the busiest book
+    assert s.last_order_ref > s.counts["A"] + s.counts["F"] + s.counts["U"]  # references skip numbers
+
+
+def test_deep_day_matches_itchbook_25_levels_deep(deep_day, tmp_path):
+    pytest.importorskip("itch_book", reason=f"itch_book not installed: pip install {ref.PINS['itch_book']}")
+    path, _ = deep_day
+    data = path.read_bytes()
+    n_all = len(message_offsets(data)) - 1
+    assert n_all == N
+    for k in (N // 2, N):
+        if k < N:
+            src = tmp_path / f"cut{k}.itch"
+            head, _ = cut_file(path, src, k)
+        else:
+            src, head = path, data
+        ib = ref.itchbook_book(head, (), depth=DEPTH, strict=True)
+        state = run_ours(src)
+        assert state.ok.shape[0] >= B.PAGED_MIN_SLOTS and state.lk.shape[0] >= B.LADDER_MIN_SLOTS
+        handed, _free, hashed = B.ref_map_stats(state.ok, state.ov)
+        assert handed > 0 and hashed == 0  # dense references: every one in a page
+        assert (state.lk[state.lk.shape[0] // 2:][:state.bk.shape[0]] != 0).any()  # ladders in use
+        c = state.counters()
+        assert c["events"] == k and c["max_levels_in_a_book"] > 300
+        assert_stats_agree(c, ib["stats"])
+        ours, theirs = our_depth(state, DEPTH), itchbook_depth(ib)
+        assert len(ours) == SYMBOLS
+        assert ours == theirs, f"after {k} messages: " + diff(ours, theirs)
