@@ -21,6 +21,9 @@ Protocol. The bot writes slot 1 *before* slot 0 (:meth:`SimClock.publish`). The 
 0 (T) then slot 1 (N) (:meth:`SimClock.market_target`) and advances its market to T only once it
 has processed message N, so every order sent for events ``<= T`` is applied at its own time and
 a replay is deterministic whatever the two processes' relative speeds.
+
+:class:`WallClock` is the free-running alternative (``python -m replay.venue --clock wall``): no
+file and no bot; the market time follows wall time at a given speed.
 """
 
 from __future__ import annotations

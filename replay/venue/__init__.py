@@ -6,7 +6,9 @@
 - ``process.py``: :class:`VenueProcess`, the launcher used by the run loop and tests;
 - ``acceptance.py``: a runner for QuickFIX's acceptance-test ``.def`` scripts.
 
-``python -m replay.venue --capture F --port P --state-dir D --clock C`` runs one.
+``python -m replay.venue --capture F --port P --state-dir D --clock C`` runs one: ``C`` the sim
+clock file of a bot's replay (lock-step), or ``wall`` (free-running: the market follows wall time
+at ``--speed``, and any FIX 4.4 client can trade against it; ``make venue``).
 """
 
 from replay.venue.process import VenueProcess, VenueStartError

@@ -16,6 +16,12 @@ It plays the test initiator TW44 the way upstream's Ruby runner does (``test/Run
 
 ``python -m replay.venue.acceptance DIR_OR_FILES... --port P`` runs definitions against a running
 acceptor; ``--fresh`` starts a fresh venue acceptor (``--app acceptance``) for each one instead.
+
+Two profiles of the engine under test. ``at`` (default): upstream's at_application, which echoes
+application messages back. ``venue``: the exchange itself (``--app venue``, e.g. free-running with
+``--clock wall``), which answers them as an exchange does; see :func:`venue_compare`. The session
+layer (logon, sequence numbers, resends, gap fills, rejects, heartbeats, logout) is compared
+exactly as in the ``at`` profile.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ SOH = "\x01"
 #: definitions of the FIX 4.4 server suite that do not apply to this venue, with the reason
 #: (``tests/test_acceptance.py`` reads this; everything else must pass)
 NOT_APPLICABLE: dict[str, str] = {}
+
+#: definitions to run first against one venue (``--profile venue``): 19b sends a PossResend of
+#: ClOrdID "id" expecting it processed as unseen; 19a uses "id" too, and the venue, like an
+#: exchange, remembers ClOrdIDs for the trading day, whatever the FIX session
+VENUE_FIRST: set[str] = {"19b_PossResendMessageThatHasNotBeenSent"}
 
 #: definitions that wait for heartbeat or test-request intervals (seconds of wall time)
 SLOW: set[str] = {"4a_NoDataSentDuringHeartBtInt", "6_SendTestRequest"}
@@ -90,6 +101,48 @@ def fixify(message: str) -> str:
         total = sum((head + length + rest).encode("latin-1")) % 256
         checksum = f"10={total:03d}{SOH}"
     return head + length + rest + checksum
+
+
+def _fields(msg: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in msg.split(SOH):
+        if f:
+            t, _, v = f.partition("=")
+            out.setdefault(t, v)
+    return out
+
+
+def venue_compare(expected: str, actual: str, patterns: dict[int, re.Pattern]) -> str | None:
+    """``compare`` for the ``venue`` profile. The definitions expect at_application's echo of an
+    application message; the venue answers as an exchange, so:
+
+    - an expected echo of a NewOrderSingle (35=D) is met by that order's ExecutionReport (35=8,
+      the same MsgSeqNum, CompIDs and ClOrdID, ExecType 0 new or 8 rejected): the order passed
+      the session layer and was answered; one answer per order, so a duplicate processing shows
+      up as an unexpected message at the next line;
+    - an expected echo of a SecurityDefinition (35=d) is met by a BusinessMessageReject (35=j,
+      RefMsgType 372=d, RefSeqNum 45 the request's): an unsupported message type, past the
+      session layer.
+
+    Every other message (all session-level ones) is compared exactly as :func:`compare` does."""
+    e = _fields(expected)
+    if e.get("35") not in ("D", "d"):
+        return compare(expected, actual, patterns)
+    a = _fields(actual)
+    for tag in ("8", "34", "49", "56"):
+        if a.get(tag) != e.get(tag):
+            return f"value in field ({tag}) should be ({e.get(tag)}) but was ({a.get(tag)})"
+    if e["35"] == "D":
+        if a.get("35") != "8":
+            return f"expected the order's ExecutionReport (35=8) but found (35={a.get('35')})"
+        if a.get("11") != e.get("11"):
+            return f"ExecutionReport for ClOrdID ({a.get('11')}), expected ({e.get('11')})"
+        if a.get("150") not in ("0", "8"):
+            return f"ExecutionReport ExecType ({a.get('150')}): expected 0 new or 8 rejected"
+        return None
+    if a.get("35") != "j" or a.get("372") != "d":
+        return f"expected a BusinessMessageReject (35=j, 372=d) but found (35={a.get('35')}, 372={a.get('372')})"
+    return None
 
 
 def compare(expected: str, actual: str, patterns: dict[int, re.Pattern]) -> str | None:
@@ -205,11 +258,16 @@ def _show(msg: str) -> str:
     return msg.replace(SOH, "|")
 
 
+PROFILES = {"at": compare, "venue": venue_compare}
+
+
 def run_definition(path: str | Path, host: str, port: int, patterns: dict[int, re.Pattern], *,
-                   timeout_s: float = 15.0) -> None:
+                   timeout_s: float = 15.0, profile: str = "at") -> None:
     """Run one ``.def`` script against the engine at ``host:port``; raise DefinitionError on the
-    first mismatch (line number, reason, expected and received messages)."""
+    first mismatch (line number, reason, expected and received messages). ``profile``: ``at``
+    (upstream's echoing at_application) or ``venue`` (the exchange; :func:`venue_compare`)."""
     path = Path(path)
+    cmp = PROFILES[profile]
     conns: dict[int, Connection] = {}
     try:
         for line_no, raw in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
@@ -260,7 +318,7 @@ def run_definition(path: str | Path, host: str, port: int, patterns: dict[int, r
                         got = c.read_message(timeout_s)
                     except (TimeoutError, ConnectionError, OSError) as exc:
                         raise DefinitionError(f"{where}: {exc}\n  expected: {_show(expected)}") from None
-                    why = compare(expected, got, patterns)
+                    why = cmp(expected, got, patterns)
                     if why is not None:
                         raise DefinitionError(f"{where}: {why}\n  expected: {_show(expected)}\n"
                                               f"  received: {_show(got)}")
@@ -307,6 +365,13 @@ def run_fresh(path: Path, patterns, *, timeout_s: float = 15.0, state_root: str 
             v.kill()
 
 
+def venue_order(defs: list[Path]) -> list[Path]:
+    """The order to run definitions in against one venue (``--profile venue``): the venue keeps
+    ClOrdIDs for its trading day across FIX sessions (a PossResend of one it has seen is
+    ignored), so the definitions in :data:`VENUE_FIRST` go first."""
+    return sorted(defs, key=lambda d: (d.stem not in VENUE_FIRST, d.stem))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m replay.venue.acceptance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,35 +379,69 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, help="a running acceptor (SenderCompID ISLD, TargetCompID TW44)")
     p.add_argument("--fresh", action="store_true", help="start a fresh venue acceptor for each definition")
+    p.add_argument("--wall-venue", metavar="CAPTURE",
+                   help="start one free-running venue (--clock wall) on CAPTURE as ISLD/TW44 and run the "
+                        "definitions against it in the venue profile")
     p.add_argument("--fields", help="fields.fmt (default: found above the definitions)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for an expected message")
     p.add_argument("--all", action="store_true", help="also run the definitions listed as not applicable")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="at: the engine echoes application messages (upstream at_application, --app "
+                        "acceptance); venue: the exchange answers them (--app venue, e.g. --clock wall). "
+                        "Default: venue with --wall-venue, else at")
     a = p.parse_args(argv)
-    if not a.fresh and a.port is None:
-        p.error("give --port of a running acceptor, or --fresh")
+    modes = sum(x is not None and x is not False for x in (a.port, a.fresh or None, a.wall_venue))
+    if modes != 1:
+        p.error("give one of --port (a running acceptor), --fresh or --wall-venue CAPTURE")
+    profile = a.profile or ("venue" if a.wall_venue else "at")
+    if (a.fresh and profile == "venue") or (a.wall_venue and profile == "at"):
+        p.error("--fresh runs the at profile (--app acceptance), --wall-venue the venue profile")
+    if a.wall_venue and not Path(a.wall_venue).is_file():
+        p.error(f"--wall-venue {a.wall_venue}: no such file")
     defs = find_definitions(a.defs)
+    missing = [d for d in defs if not d.is_file()]
+    if missing or not defs:
+        p.error(f"no definition at {missing[0] if missing else ' '.join(a.defs)}")
+    if profile == "venue":
+        defs = venue_order(defs)
     patterns = load_patterns(a.fields or fields_fmt_for(defs))
+    venue = None
+    host, port = a.host, a.port
+    if a.wall_venue:
+        from replay.venue.process import VenueProcess
+
+        tmp = tempfile.TemporaryDirectory(prefix="at-wall-")
+        venue = VenueProcess(a.wall_venue, 0, tmp.name, "wall", sender="ISLD", target="TW44", store="memory",
+                             reset_on_logon=True)
+        venue.start()
+        host, port = "127.0.0.1", venue.port
     results: list[Result] = []
-    for d in defs:
-        if d.stem in NOT_APPLICABLE and not a.all:
-            print(f"n/a   {d.stem}: {NOT_APPLICABLE[d.stem]}")
-            continue
-        t0 = time.perf_counter()
-        try:
-            if a.fresh:
-                run_fresh(d, patterns, timeout_s=a.timeout)
-            else:
-                run_definition(d, a.host, a.port, patterns, timeout_s=a.timeout)
-                time.sleep(0.1)
-            r = Result(d.stem, True, time.perf_counter() - t0)
-        except DefinitionError as exc:
-            r = Result(d.stem, False, time.perf_counter() - t0, str(exc))
-        results.append(r)
-        print(f"{'pass' if r.ok else 'FAIL'}  {r.name} ({r.seconds:.1f}s)" + (f"\n  {r.message}" if r.message else ""))
-        sys.stdout.flush()
+    try:
+        for d in defs:
+            if d.stem in NOT_APPLICABLE and not a.all:
+                print(f"n/a   {d.stem}: {NOT_APPLICABLE[d.stem]}")
+                continue
+            t0 = time.perf_counter()
+            try:
+                if a.fresh:
+                    run_fresh(d, patterns, timeout_s=a.timeout)
+                else:
+                    run_definition(d, host, port, patterns, timeout_s=a.timeout, profile=profile)
+                    time.sleep(0.1)
+                r = Result(d.stem, True, time.perf_counter() - t0)
+            except DefinitionError as exc:
+                r = Result(d.stem, False, time.perf_counter() - t0, str(exc))
+            results.append(r)
+            print(f"{'pass' if r.ok else 'FAIL'}  {r.name} ({r.seconds:.1f}s)" + (f"\n  {r.message}" if r.message else ""))
+            sys.stdout.flush()
+    finally:
+        if venue is not None:
+            venue.stop()
+            tmp.cleanup()
     failed = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed, "
-          f"{sum(1 for d in defs if d.stem in NOT_APPLICABLE and not a.all)} not applicable")
+          f"{sum(1 for d in defs if d.stem in NOT_APPLICABLE and not a.all)} not applicable"
+          + (f" (profile {profile}, free-running venue)" if a.wall_venue else f" (profile {profile})"))
     return 1 if failed else 0
 
 

@@ -6,9 +6,12 @@ Two applications share the session layer:
   OrderCancelRequest ``F`` and OrderCancelReplaceRequest ``G`` become matching-engine actions;
   reports go back as ExecutionReport ``8`` / OrderCancelReject ``9``; any other application
   message gets a BusinessMessageReject ``j`` (380=3, unsupported message type). The replay
-  advances on the shared sim clock (``replay/simclock.py``), reports are released after the
-  response latency, and everything is journaled (``replay/venue/journal.py``) so a ``kill -9``
-  and restart resumes exactly (a FileStore keeps the FIX sequence numbers).
+  advances on the shared sim clock (``replay/simclock.py``), or with wall time (``--clock
+  wall``, ``WallClock``: a request then takes effect at the market time of its arrival), reports
+  are released after the response latency, and everything is journaled
+  (``replay/venue/journal.py``) so a ``kill -9`` and restart resumes exactly (a FileStore keeps
+  the FIX sequence numbers; a report counts as sent once QuickFIX can resend it:
+  ``store_report_keys``).
 - ``AcceptanceApplication`` (``app="acceptance"``): the behaviour QuickFIX's acceptance
   definitions expect of the engine under test (upstream ``at_application``): echo every
   NewOrderSingle and SecurityDefinition, answer any other application message with a
@@ -450,13 +453,13 @@ class VenueApplication(_Callbacks):
             out.append(heapq.heappop(self.pending)[2])
         return out
 
-    def send(self, reports: list) -> None:
+    def send(self, reports: list) -> bool:
         """Send released reports (outside the engine lock) and journal each once QuickFIX has
         taken it: stored (FileStore) and, when logged on, written; while the counterparty is
         logged out QuickFIX stores it and its ResendRequest after the next logon delivers it.
         A report QuickFIX does not take (``sendToTarget`` False: the session would be reset at
         the next logon; or an exception) is not journaled: it goes back to the queue, with
-        everything after it, and is offered again on the next round."""
+        everything after it, and is offered again on the next round. Returns False then."""
         for i, r in enumerate(reports):
             fill = r.msg == "8" and r.exec_type == "F"
             if fill:
@@ -476,12 +479,13 @@ class VenueApplication(_Callbacks):
                 with self.lock:
                     for x in reports[i:]:
                         heapq.heappush(self.pending, (x.ts + self.cfg.response_latency_ns, x.seq, x))
-                return
+                return False
             if fill:
                 self._crash_point("after-fill", r)
             self.counts["sent"] += 1
             self.sent.add(r.key)
             self.journal.write({"t": "rep", "r": r.to_dict()})
+        return True
 
     def _crash_point(self, point: str, r) -> None:
         """``--crash-at``: SIGKILL this process at ``point`` of the N-th fill (fault injection)."""
@@ -700,9 +704,8 @@ def run_venue(cfg: VenueConfig) -> int:
                 app.collect()
                 out = app.due(engine.clock_ns, everything=finishing)
                 clock.venue_clock_ns = engine.clock_ns
-            if out:
-                app.send(out)
-            if finishing:
+            taken = app.send(out) if out else True
+            if finishing and taken:   # (a report QuickFIX did not take is offered again first)
                 journal.write({"t": "clock", "ns": engine.clock_ns})
                 clock.mark_done()
                 log(f"replay over at {engine.clock_ns}: {engine.counters}")
@@ -714,7 +717,7 @@ def run_venue(cfg: VenueConfig) -> int:
                 said_over = True
                 log(f"the capture is over at {format_transact_time(engine.clock_ns, sdate)}: the book stands "
                     f"still from here; orders still trade against it")
-            if not out and (cfg.wall or not moved):
+            if not taken or (not out and (cfg.wall or not moved)):
                 time.sleep(idle)
     finally:
         if acceptor is not None:
