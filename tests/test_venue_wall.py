@@ -266,6 +266,41 @@ def test_a_plain_fix_client_trades_against_the_free_running_venue(capture, tmp_p
     assert "error in" not in v.stderr_tail(100_000)
 
 
+def test_the_free_running_venue_resumes_after_kill_9(capture, tmp_path):
+    """kill -9 and restart in ``--clock wall`` mode: the venue restores its orders from the journal
+    and the market resumes from its journaled clock; the client logs on again with its next
+    MsgSeqNum and cancels the order it placed before the crash."""
+    bid, _ = best_at(capture, START_NS, "MSFT")
+    v = wall_venue(capture, tmp_path / "venue")
+    v.start()
+    c = Client(v.port)
+    try:
+        c.send("A", f"98=0{SOH}108=30{SOH}")
+        assert c.admin()[35] == "A"
+        c.send("D", order("k-1", "MSFT", "1", 300, bid - 10_000))
+        ack = c.wait_report("k-1", lambda m: m[35] == "8", "k-1's ack")
+        assert (ack[150], ack[151]) == ("0", "300")
+        v.kill()
+        c.close()
+        v.start()
+        c2 = Client(v.port)
+        c2.seq = c.seq                                     # the session goes on: FileStore sequence numbers
+        c = c2
+        c.send("A", f"98=0{SOH}108=30{SOH}")
+        assert c.admin()[35] == "A"
+        c.send("F", f"11=k-2{SOH}41=k-1{SOH}55=MSFT{SOH}54=1{SOH}60=20261102-09:30:00{SOH}38=300{SOH}")
+        done = c.wait_report("k-2", lambda m: m[35] in ("8", "9"), "the cancel's answer")
+        assert (done[35], done[150], done[39], done[41], done[37]) == ("8", "4", "4", "k-1", ack[37])
+        c.send("5")
+        assert c.admin()[35] == "5"
+    finally:
+        c.close()
+        v.stop()
+    s = v.summary()
+    assert s["starts"] == 2 and s["acks"] == {"k-1": 1, "k-2": 1} and s["outcomes"].get("canceled") == 1
+    assert "restored 1 actions" in v.stderr_tail() and "error in" not in v.stderr_tail(100_000)
+
+
 # --- the QuickFIX acceptance definitions, free-running -------------------------------------------------
 
 def test_the_free_running_venue_passes_the_acceptance_definitions(capture, tmp_path, slow_definitions):
