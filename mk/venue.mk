@@ -28,7 +28,7 @@ $(VENUE_SAMPLE): | $(STAMP)
 n_symbols=8, seed=1, mean_gap_ns=2e6)"
 
 .PHONY: venue venue-acceptance
-venue: setup $(if $(VENUE_CAPTURE),,$(VENUE_SAMPLE)) ## free-running FIX 4.4 venue: make venue [VENUE_PORT= VENUE_SPEED= VENUE_CAPTURE= VENUE_START=]
+venue: setup $(if $(VENUE_CAPTURE),,$(VENUE_SAMPLE)) ## free-running FIX 4.4 venue [VENUE_PORT VENUE_SPEED VENUE_CAPTURE VENUE_START]
 	@if [ "$(VENUE_RESUME)" != 1 ]; then rm -rf $(VENUE_STATE); fi
 	$(PY) -m replay.venue --clock wall --speed $(VENUE_SPEED) \
 		--capture $(or $(VENUE_CAPTURE),$(VENUE_SAMPLE)) --port $(VENUE_PORT) --state-dir $(VENUE_STATE) \

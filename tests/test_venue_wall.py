@@ -109,7 +109,8 @@ class Client:
         if seq is None:
             seq, self.seq = self.seq, self.seq + 1
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H:%M:%S.%f")[:-3]
-        return f"35={msg_type}{SOH}34={seq}{SOH}49={self.sender}{SOH}52={now}{SOH}56={self.target}{SOH}{fields}"
+        return (f"35={msg_type}{SOH}34={seq}{SOH}49={self.sender}{SOH}52={now}{SOH}56={self.target}{SOH}"
+                + fields)
 
     def send(self, msg_type: str, fields: str = "") -> None:
         self.sock.sendall(self.frame(self.body(msg_type, fields)))
@@ -125,7 +126,8 @@ class Client:
                 end = m.end() + int(m.group(1))
                 if len(self.buf) >= end + 7:
                     raw, self.buf = self.buf[:end + 7], self.buf[end + 7:]
-                    assert raw[end:end + 3] == b"10=" and int(raw[end + 3:end + 6]) == sum(raw[:end]) % 256, raw
+                    assert raw[end:end + 3] == b"10=", raw
+                    assert int(raw[end + 3:end + 6]) == sum(raw[:end]) % 256, raw
                     out: dict[int, str] = {}
                     for part in raw.decode("latin-1").split(SOH)[:-1]:
                         t, _, v = part.partition("=")
@@ -226,7 +228,8 @@ def test_a_plain_fix_client_trades_against_the_free_running_venue(capture, tmp_p
             assert (r[35], r[7], r[16]) == ("2", str(k), "0"), (garble, r)
             # fill the gap: SequenceReset-GapFill for k (PossDupFlag), then the TestRequest is
             # processed and answered
-            c.send_raw(c.frame(c.body("4", f"43=Y{SOH}122=20261102-09:30:00{SOH}123=Y{SOH}36={k + 1}{SOH}", seq=k)))
+            gap_fill = f"43=Y{SOH}122=20261102-09:30:00{SOH}123=Y{SOH}36={k + 1}{SOH}"
+            c.send_raw(c.frame(c.body("4", gap_fill, seq=k)))
             r = c.admin()
             assert (r[35], r.get(112)) == ("0", f"TR-{garble}"), r
         # logout: answered, then the venue closes the connection
@@ -255,13 +258,14 @@ def test_a_plain_fix_client_trades_against_the_free_running_venue(capture, tmp_p
     ref.advance(10 ** 15)
     want = [(r.clid, r.exec_type or r.msg, r.last_qty, r.last_px, r.exec_id if r.msg == "8" else "")
             for r in ref.take_reports()]
-    sent = [(r["clid"], r["exec_type"] or r["msg"], r["last_qty"], r["last_px"], f"E{r['seq']}" if r["msg"] == "8"
-             else "") for r in (x["r"] for x in recs if x.get("t") == "rep")]
+    sent = [(r["clid"], r["exec_type"] or r["msg"], r["last_qty"], r["last_px"],
+             f"E{r['seq']}" if r["msg"] == "8" else "") for r in (x["r"] for x in recs if x.get("t") == "rep")]
     assert sorted(sent, key=str) == sorted(want, key=str)
     got = [(m[11], m.get(150, "9"), int(m.get(32, 0)), parse_price(m[31]) if 31 in m else 0, m.get(17, ""))
            for m in c.app]
     assert got == sent[:len(got)] and len(got) >= 6
-    acks = [m[11] for m in c.app if m.get(150) in ("0", "8") or m[35] == "9" or (m.get(150) == "4" and 41 in m)]
+    acks = [m[11] for m in c.app
+            if m.get(150) in ("0", "8") or m[35] == "9" or (m.get(150) == "4" and 41 in m)]
     assert sorted(acks) == ["w-1", "w-2", "w-3", "w-4", "w-5"]       # each request answered exactly once
     assert "error in" not in v.stderr_tail(100_000)
 

@@ -141,7 +141,8 @@ def venue_compare(expected: str, actual: str, patterns: dict[int, re.Pattern]) -
             return f"ExecutionReport ExecType ({a.get('150')}): expected 0 new or 8 rejected"
         return None
     if a.get("35") != "j" or a.get("372") != "d":
-        return f"expected a BusinessMessageReject (35=j, 372=d) but found (35={a.get('35')}, 372={a.get('372')})"
+        return (f"expected a BusinessMessageReject (35=j, 372=d) but found "
+                f"(35={a.get('35')}, 372={a.get('372')})")
     return None
 
 
@@ -432,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             except DefinitionError as exc:
                 r = Result(d.stem, False, time.perf_counter() - t0, str(exc))
             results.append(r)
-            print(f"{'pass' if r.ok else 'FAIL'}  {r.name} ({r.seconds:.1f}s)" + (f"\n  {r.message}" if r.message else ""))
+            print(f"{'pass' if r.ok else 'FAIL'}  {r.name} ({r.seconds:.1f}s)"
+                  + (f"\n  {r.message}" if r.message else ""))
             sys.stdout.flush()
     finally:
         if venue is not None:

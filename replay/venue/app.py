@@ -56,8 +56,8 @@ def parse_crash_at(text: str | None) -> tuple[str, int] | None:
         return None
     point, _, n = text.partition(":")
     if point not in CRASH_POINTS or not n.isdigit() or int(n) < 1:
-        raise ValueError(f"--crash-at must be POINT:N with POINT one of {', '.join(CRASH_POINTS)} and N >= 1, "
-                         f"got {text!r}")
+        raise ValueError(f"--crash-at must be POINT:N with POINT one of {', '.join(CRASH_POINTS)} "
+                         f"and N >= 1, got {text!r}")
     return point, int(n)
 
 
@@ -655,7 +655,8 @@ def run_venue(cfg: VenueConfig) -> int:
     from replay.venue.matching import MatchingEngine, capture_batches
 
     if not cfg.capture or not cfg.clock:
-        raise SystemExit("the venue needs --capture and --clock (a sim clock file, or 'wall'; or --app acceptance)")
+        raise SystemExit("the venue needs --capture and --clock (a sim clock file, or 'wall'; "
+                         "or --app acceptance)")
     start_ns = parse_time_of_day(cfg.start) if cfg.start else None
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
@@ -675,7 +676,9 @@ def run_venue(cfg: VenueConfig) -> int:
     if cfg.wall:
         # the market runs from the restored clock, or --start, or its first event
         first = engine.next_event_ts()
-        origin = max(engine.clock_ns, start_ns if start_ns is not None else (first if first is not None else 0))
+        if start_ns is None:
+            start_ns = first if first is not None else 0
+        origin = max(engine.clock_ns, start_ns)
         clock.start(origin)
         log(f"free-running market from {format_transact_time(origin, sdate)} at {cfg.speed:g}x wall time")
     app = VenueApplication(cfg, engine, journal, clock, sdate, sent, stored)
