@@ -183,6 +183,22 @@ def test_venue_killed_mid_run_recovers_with_each_clordid_acknowledged_once(day, 
     assert _bridge_positions(bridge) == venue_pos
 
 
+def test_the_reconnect_interval_reaches_quickfix(tmp_path):
+    """QuickFIX's SocketInitiator reads ReconnectInterval from the [DEFAULT] section only (its
+    onConfigure reads ``settings.get()``); written under [SESSION] it was ignored and a restarted
+    venue waited 30 s for the bridge to reconnect. Read back as QuickFIX reads it."""
+    import quickfix as fix
+
+    from bridges.fix.bridge import session_settings
+
+    path = tmp_path / "i.cfg"
+    path.write_text(session_settings(role="initiator", host="127.0.0.1", port=9, sender="S", target="T",
+                                     heartbeat_s=5, state_dir=tmp_path, reconnect_s=2))
+    settings = fix.SessionSettings(str(path))
+    defaults = settings.get()         # a reference into ``settings``: keep that alive
+    assert defaults.has("ReconnectInterval") and defaults.getInt("ReconnectInterval") == 2
+
+
 def _venue_fills(venue) -> list[tuple[int, int, int]]:
     """(message number, qty, price) of every fill in the venue's journal, sorted."""
     return sorted((int(clid.rsplit("-", 1)[1]), f["qty"], f["price"])
