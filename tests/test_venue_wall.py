@@ -345,3 +345,35 @@ def test_the_free_running_venue_passes_the_acceptance_definitions(capture, tmp_p
             errors[th.d.stem] = th.error
     assert not errors, "\n".join(f"{k}: {e}" for k, e in sorted(errors.items()))
     assert "error in" not in v.stderr_tail(100_000)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clock", "wall"], "--capture is required"),
+    (["--clock", "wall", "--capture", "CAP", "--speed", "0"], "--speed must be > 0"),
+    (["--clock", "wall", "--capture", "CAP", "--speed", "-2"], "--speed must be > 0"),
+    (["--clock", "sim.clock", "--capture", "CAP", "--speed", "2"], "--speed and --start need --clock wall"),
+    (["--clock", "wall", "--capture", "CAP", "--start", "25:00"], "--start: bad time of day"),
+    (["--clock", "wall", "--capture", "CAP", "--crash-at", "later:1"], "--crash-at must be POINT:N"),
+    (["--clock", "wall", "--capture", "CAP", "--crash-at", "after-fill:0"], "--crash-at must be POINT:N"),
+    (["--clock", "wall", "--capture", "no/such.pcap"], "--capture no/such.pcap: no such file"),
+    (["--capture", "CAP"], "--clock is required"),
+], ids=["no-capture", "speed-0", "speed-negative", "speed-lockstep", "start", "crash-point", "crash-n",
+        "capture-missing", "no-clock"])
+def test_venue_arguments_are_checked_with_one_line(capture, tmp_path, capsys, args, message):
+    from replay.venue.__main__ import parse_args
+
+    argv = ["--port", "1", "--state-dir", str(tmp_path)] + [str(capture) if a == "CAP" else a for a in args]
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_venue_wall_arguments_parse(capture, tmp_path):
+    from replay.venue.__main__ import parse_args
+
+    cfg = parse_args(["--port", "1", "--state-dir", str(tmp_path), "--clock", "wall", "--capture", str(capture),
+                      "--speed", "2.5", "--start", "09:30:00.5"])
+    assert cfg.wall and cfg.speed == 2.5 and cfg.start == "09:30:00.5" and cfg.poll_us == 1000
+    lock = parse_args(["--port", "1", "--state-dir", str(tmp_path), "--clock", "x.clock", "--capture", str(capture)])
+    assert not lock.wall and lock.poll_us == 100
