@@ -693,6 +693,9 @@ def run_venue(cfg: VenueConfig) -> int:
     try:
         acceptor, _store = _start_acceptor(cfg, app)
         _ready(cfg)
+        if cfg.wall:
+            log(f"FIX 4.4 acceptor on port {cfg.port}: log on with SenderCompID {cfg.target}, TargetCompID "
+                f"{cfg.sender}")
         while not stop.flag.is_set():
             t, n, end = clock.market_target()
             moved = False
