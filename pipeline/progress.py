@@ -20,7 +20,8 @@ import os
 import sys
 import time
 from collections import deque
-from typing import Any, Iterable, Iterator, TextIO
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 
 def is_terminal(stream: TextIO | None) -> bool:
@@ -51,12 +52,30 @@ def _rate(r: float) -> str:
     return f"{r:.0f} msg/s"
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def written(paths: Sequence[Path]) -> int:
+    """Bytes in the first of ``paths`` that exists (a file being written, or its final name)."""
+    for p in paths:
+        try:
+            return p.stat().st_size
+        except OSError:
+            continue
+    return 0
+
+
 class NullProgress:
     """No display (not a terminal, ``--quiet``): every call is a no-op."""
 
     enabled = False
 
-    def stage(self, name: str, text: str = "") -> None:
+    def stage(self, name: str, text: str = "", watch: Sequence[Path] = ()) -> None:
         pass
 
     def note(self, event: str, text: str) -> None:
@@ -94,32 +113,50 @@ class RichProgress(NullProgress):
 
     def __init__(self, stream: TextIO):
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TaskProgressColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.table import Column
+        from rich.text import Text
+
+        class Info(ProgressColumn):
+            """The task's figures; for a stage that writes a file, the bytes written so far (read
+            when the display refreshes, from rich's thread)."""
+
+            def render(self, task: Any) -> Text:
+                watch = task.fields.get("watch")
+                info = task.fields.get("info", "")
+                if watch:
+                    info = f"{_size(written(watch))} written  {info}".rstrip()
+                return Text(info)
 
         self.console = Console(file=stream)
         self.p = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[stage]:<8}"),
-                          TextColumn("{task.description}"), BarColumn(bar_width=28), TaskProgressColumn(),
-                          TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                          TextColumn("{task.description}", table_column=Column(max_width=30, no_wrap=True,
+                                                                               overflow="ellipsis")),
+                          BarColumn(bar_width=16), TaskProgressColumn(),
+                          Info(table_column=Column(no_wrap=True, overflow="ellipsis")), TimeElapsedColumn(), TextColumn("eta"),
                           TimeRemainingColumn(), console=self.console, transient=True, refresh_per_second=4,
                           redirect_stdout=True, redirect_stderr=True)
         self.p.start()
         self.task: Any = None
+        self.stage_name = ""
         self.replay_task: Any = None
         self.samples: deque[tuple[float, int]] = deque()
 
-    def stage(self, name: str, text: str = "") -> None:
-        """The current stage (``setup``, ``compile``, ``connect``, ``drain``...): a spinner."""
+    def stage(self, name: str, text: str = "", watch: Sequence[Path] = ()) -> None:
+        """The current stage (``setup``, ``generate``, ``compile``, ``connect``, ``drain``...): a
+        spinner; ``watch``: files the stage writes (the first that exists), shown as bytes written."""
         if self.p is None:
             return
         if self.task is not None:
             self.p.remove_task(self.task)
-        self.task = self.p.add_task(text, total=None, stage=name, info="")
+        self.task = self.p.add_task(text, total=None, stage=name, info="", watch=list(watch))
+        self.stage_name = name
 
     def note(self, event: str, text: str) -> None:
         """A log line: the stage line shows what is being done (``compile    risk ...``)."""
         if self.p is not None and self.task is not None and event != "summary":
-            self.p.update(self.task, description=f"{event} {text}"[:80])
+            self.p.update(self.task, description=text if event == self.stage_name else f"{event} {text}")
 
     def start_replay(self, what: str, total_bytes: int | None) -> None:
         """The replay line: a bar over ``total_bytes`` (None: live, no bar and no ETA)."""

@@ -35,7 +35,7 @@ from pipeline.control import (KillFileError, RunControl, refuse_leftover, resolv
                               RC_CONFIG, RC_ERROR, RC_KILLED)
 from pipeline.engine import KILL_CODES, make_engine
 from pipeline.execution import Execution, format_execution
-from pipeline.feed import open_reader, resolve_input
+from pipeline.feed import open_reader, resolve_input, sample_path
 from pipeline.latency import format_latencies
 from pipeline.logs import EventLog, as_event_log
 from pipeline.metrics import MetricsError, linger, serve
@@ -124,6 +124,9 @@ def _run(r: Run, signals: bool) -> None:
         path = f"live:{cfg.feed.live.interface}"
         live_sync = lambda risk: sync_risk(r.reader, risk)  # noqa: E731
     else:
+        if not cfg.feed.path and not sample_path(cfg.feed.sample).is_file():
+            sp = sample_path(cfg.feed.sample)  # generated now: show the bytes written as it goes
+            r.progress.stage("generate", sp.name, watch=[sp.with_suffix(sp.suffix + ".part"), sp])
         path = resolve_input(cfg.feed, log)
         r.reader = open_reader(cfg.feed, path)
     r.rep["input"]["path"] = str(path)

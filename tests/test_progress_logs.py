@@ -36,7 +36,13 @@ def _drain(fd: int) -> bytes:
     return out
 
 
-def _exercise(p) -> None:
+def _exercise(p, tmp: Path | None = None) -> None:
+    if tmp is not None:
+        f = tmp / "sample.pcap.part"
+        f.write_bytes(b"x" * 2_500_000)
+        p.stage("generate", "sample.pcap", watch=[f, tmp / "sample.pcap"])
+        if isinstance(p, RichProgress):
+            p.p.refresh()
     p.stage("compile", "compiling")
     p.note("compile", "risk ...")
     p.start_replay("sample.pcap", 1000)
@@ -52,13 +58,18 @@ def _exercise(p) -> None:
     p.close()
 
 
-def test_progress_draws_on_a_terminal():
+def test_progress_draws_on_a_terminal(tmp_path):
+    import fcntl
+    import struct
+    import termios
+
     master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns
     try:
         with open(slave, "w", closefd=False) as tty:
             p = open_progress(True, stream=tty)
             assert isinstance(p, RichProgress)
-            _exercise(p)
+            _exercise(p, tmp_path)
             tty.flush()
         out = _drain(master).decode(errors="replace")
     finally:
@@ -66,13 +77,14 @@ def test_progress_draws_on_a_terminal():
         os.close(slave)
     assert ESC in out and "replay" in out and "22,345 msgs" in out and "ITCH 10:00:01.000" in out, out[-500:]
     assert ELAPSED.search(out)
+    assert "generate" in out and "2.5 MB written" in out  # the sample being written, read from its file
 
 
-def test_progress_never_appears_when_output_is_not_a_terminal(monkeypatch):
+def test_progress_never_appears_when_output_is_not_a_terminal(monkeypatch, tmp_path):
     buf = io.StringIO()
     p = open_progress(True, stream=buf)
     assert isinstance(p, NullProgress) and not p.enabled
-    _exercise(p)
+    _exercise(p, tmp_path)
     assert buf.getvalue() == ""
     # a pipe is not a terminal either; nor a terminal whose TERM is dumb
     r, w = os.pipe()
