@@ -403,13 +403,15 @@ def strategy_ack(n, intents, decisions, ss, sg):
 # shard owns the symbols with ``locate % shards == p`` and its own slices of the order and level
 # tables, hashes and free stacks, so shards never share a slot), feature-row compaction and the
 # model (one thread per feature row). Chains over shared state (feed status, strategy, risk)
-# run on thread 0, in batch order, exactly as on the CPU.
+# run on thread 0, in batch order, exactly as on the CPU: the trading half is the step's own
+# ``decide`` body (``kernels/step.py``), the one the CPU drivers compile.
 from numba import int64 as _i64  # noqa: E402
 
 from kernels import book as _B  # noqa: E402
 from kernels import features as _FT  # noqa: E402
 from kernels import intents as _IN  # noqa: E402
 from kernels import ring as _R  # noqa: E402
+from kernels import step as _step  # noqa: E402
 
 _N_FEATURES = _FT.N_FEATURES
 _N_KEYS = _FT.N_KEYS
@@ -559,21 +561,41 @@ def _predict_one(r, work, model, h):
 
 
 @cuda.jit(device=True)
-def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_rows, journal):
-    """Thread 0, after the model: feed status, kill request, strategy, risk checks (in chunks
-    of ``risk_rows`` intents, as ``RiskStage.check``), the strategy's acknowledgement, and the
-    output rings. Returns 0 or an ``ERR_*`` code.
+def _emit_ring(rings, out, no):
+    """The GPU driver's order sink (``kernels/step.py``): risk's ``no`` order rows of a chunk to
+    the mapped orders ring, waiting for space. 0, or ``ERR_RING_FULL``."""
+    ctl = rings.ctl
+    oring = rings.oring
+    if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, oring.shape[0], no):
+        return _R.ERR_RING_FULL
+    head = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
+    cuda.threadfence_system()
+    ctl[_R.CTL_ORD_HEAD] = head
+    return 0
 
-    The same stages as ``pipeline/tick.py: tick_batch`` in the same order, but not one body with
-    it: here feed status skips undecoded rows of the uncompacted table, the model ran in the
-    parallel phase, and orders are published to the ring between risk chunks."""
+
+#: the trading half of the step (``kernels/step.py: decide``), bound to the device stage
+#: functions and the orders-ring sink: the same body as the CPU drivers'
+_decide = cuda.jit(device=True)(_step.bind(_step.decide, "decide_gpu", strategy_batch=_strategy_batch,
+                                           check_intents=_check_intents, strategy_ack=_strategy_ack,
+                                           emit=_emit_ring))
+
+
+@cuda.jit(device=True)
+def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_rows, journal):
+    """Thread 0, after the model: feed status, the kill request, the journal, then the step's
+    ``decide`` (strategy -> risk in chunks of ``risk_rows``, each chunk's orders to the orders
+    ring -> strategy acknowledgement), then the intents ring. Returns 0 or an ``ERR_*`` code.
+
+    Feed status reads the uncompacted event table (row i = message i), so it skips the rows
+    that did not decode; the model ran in the parallel phase."""
     sess = ev.sess
     seq = ev.seq
     locate = ev.locate
     ts = ev.ts
-    ctl, bq, iring, oring, ering = rings
+    ctl = rings.ctl
+    iring = rings.iring
     fo, fk, pred, intents, res, out = work
-    ss, sg, pf, pi = strat
     g, lim, ls, ps, hs, ro, oh, rofree, st, rt, rc, ovk, ovl = risk
     sym = book.sym
     jf, jk, jp = journal
@@ -594,28 +616,11 @@ def _risk_and_publish(n, nf, status, ev, rings, work, strat, risk, book, risk_ro
                 jk[j0 + r, c] = fk[r, c]
             jp[j0 + r] = pred[r]
         ctl[_R.CTL_JOURNAL] = j0 + nf
-    k = _strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
-    base = 0
-    lo = 0
-    ocap = oring.shape[0]
-    while lo < k:
-        m = min(risk_rows, k - lo)
-        g[_risk.G_OUT_N] = 0
-        _check_intents(m, intents[lo:], res[lo:], out, risk, book)
-        if g[_risk.G_ERROR] != 0:
-            return _R.ERR_RISK_OUT
-        for j in range(m):
-            if res[lo + j, _IN.D_OUT] >= 0:
-                res[lo + j, _IN.D_OUT] += base
-        no = g[_risk.G_OUT_N]
-        if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, ocap, no):
-            return _R.ERR_RING_FULL
-        head = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
-        cuda.threadfence_system()
-        ctl[_R.CTL_ORD_HEAD] = head
-        base += no
-        lo += m
-    _strategy_ack(k, intents, res, ss, sg)
+    k, no, code = _decide(nf, work, strat, risk, book, risk_rows, rings)
+    if code == _step.STEP_RISK_FULL:
+        return _R.ERR_RISK_OUT
+    if code != 0:
+        return code
     icap = iring.shape[0]
     if not _wait_space(ctl, _R.CTL_INT_HEAD, _R.CTL_INT_TAIL, icap, k):
         return _R.ERR_RING_FULL

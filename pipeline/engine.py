@@ -1,17 +1,23 @@
 """The engine: one interface over the per-batch step, three drivers.
 
-Every driver runs the same stages in the same order on a batch of messages::
+The step is described once, in ``kernels/step.py``::
 
-    decode -> books + features -> feed status to risk -> model -> strategy -> risk -> orders out
+    decode -> books + features -> feed status to risk -> model -> decide
+    decide = strategy -> risk (chunks; orders to the driver's sink) -> strategy acknowledgement
 
-and applies execution reports between batches. What differs is where the step runs:
+and every driver is built from that description: it binds the step's template bodies to its
+backend's stage functions and its own order sink, and compiles them at its edge. Execution
+reports are applied between batches. What differs is where the step runs:
 
 =========================  ==============================================================
-``BatchEngine``            the stage objects, one compiled call per stage per batch (cpu;
-                           cuda per-stage kernels for live runs)
-``PacketEngine``           every stage and the FIX write in one compiled loop, one MoldUDP64
-                           packet at a time (``pipeline/tick.py``; latency mode)
-``GpuEngine``              the one-kernel GPU-resident pipeline (``pipeline/gpu.py``)
+``BatchEngine``            decode, books and model through the stage objects (any model
+                           backend), then ``decide`` compiled (``njit``) once per batch;
+                           the cuda backend's per-stage kernels for live runs
+``PacketEngine``           ``step_range`` per MoldUDP64 packet in one compiled loop, the
+                           sink encoding FIX and writing it (``pipeline/tick.py``)
+``GpuEngine``              the one-kernel GPU-resident pipeline (``pipeline/gpu.py``):
+                           parallel decode/book/model phases, ``decide`` on thread 0, the
+                           sink publishing to the mapped orders ring
 =========================  ==============================================================
 
 The run loop (``pipeline/run.py``) sees only this interface (``Engine``): ``warm`` compiles
@@ -37,13 +43,16 @@ from typing import Any, Callable, NamedTuple, Protocol
 import numpy as np
 from omegaconf import DictConfig
 
+from kernels import intents as IN
 from kernels import risk as R
+from kernels.state import Work
+from kernels.step import STEP_RISK_FULL, batch_decider, order_sink
 from kernels.memory import prefault
 from pipeline.book import BookStage, BookState
 from pipeline.latency import Latencies
 from pipeline.risk import RiskStage
 from pipeline.stages import DecodeStage
-from pipeline.strategy import model_and_strategy
+from pipeline.strategy import IntentBatch, model_and_strategy
 from replay.report import FeatureSummary, IntentSummary, book_summary
 
 #: the kill reasons the run control can request (kernels/risk.py KILL_*)
@@ -132,6 +141,10 @@ class BatchEngine(_Gateway):
         self.fsum = FeatureSummary()
         self.isum = IntentSummary()
         self.last_ts = 0
+        #: the step's trading half bound to this backend (``kernels/step.py: batch_decider``)
+        self._decider = batch_decider(stages.risk.k)
+        self._res = np.zeros((0, IN.ND), np.int64)
+        self._sink = order_sink(0)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def warm(self, first_batch: Any, log: Callable[[str], None] = print) -> dict[str, float]:
@@ -148,7 +161,9 @@ class BatchEngine(_Gateway):
         if s.model is not None:
             _timed("model", lambda: s.model.warm(s.books.fo), times, log)
         if s.strategy is not None:
-            _timed("strategy", lambda: s.strategy.warm(s.model.out, s.books.fo, s.books.fk), times, log)
+            _timed("strategy + risk (decide)", lambda: self._decide(SimpleNamespace(values=s.books.fo, keys=s.books.fk),
+                                                                   SimpleNamespace(values=s.model.out, n=0)),
+                   times, log)
         # the order path's tables, faulted in now rather than by the first orders (kernels/memory.py)
         rs = s.risk.state
         prefault(rs.g, rs.ls, rs.ps, rs.hs, rs.ro, rs.oh, rs.ofree, rs.st, rs.rt, s.risk.out, s.risk.res,
@@ -171,16 +186,17 @@ class BatchEngine(_Gateway):
         td = tf = time.perf_counter_ns()
         if s.model is not None:
             preds = s.model(fb)
-            intents = s.strategy(preds) if s.strategy is not None else None
             tf = time.perf_counter_ns()
-            if intents is not None and intents.n:
-                dec = s.risk.check(intents.rows, intents.n)
-                s.strategy.on_decisions(intents, dec.decisions)
+            intents = None
+            if s.strategy is not None:
+                intents, orders = self._decide(fb, preds)
                 tg = time.perf_counter_ns()
-                lat.record("risk_batch_avg_per_intent", (tg - tf) // intents.n, 1,
-                           "risk check: batch time / intents, one value per batch with intents")
-                if gw is not None and dec.orders.shape[0]:
-                    gw.send(dec.orders, ta)
+                if intents.n:
+                    lat.record("decide_batch_avg_per_intent", (tg - tf) // intents.n, 1,
+                               "strategy + risk + ack (kernels/step.py decide): batch time / intents, one value "
+                               "per batch with intents")
+                if gw is not None and orders.shape[0]:
+                    gw.send(orders, ta)
             self.isum.add(intents, preds.n)
         if events.n:
             self.last_ts = int(events.cols["ts"][events.n - 1])
@@ -193,9 +209,31 @@ class BatchEngine(_Gateway):
         lat.record("book_batch_avg_per_msg", (tc - tb) // n, 1,
                    "books + features: batch time / messages, one value per batch")
         if s.model is not None:
-            lat.record("model_strategy_batch", tf - td, 1, "model + strategy, per batch")
+            lat.record("model_batch", tf - td, 1, "model, per batch")
         lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"whole step, per batch of <= {events.capacity:,} msgs")
         return self.last_ts
+
+    def _decide(self, fb: Any, preds: Any) -> tuple[IntentBatch, np.ndarray]:
+        """The trading half of the step (``kernels/step.py: decide``: strategy -> risk -> ack) on
+        the batch's feature rows and predictions. Returns the intents and the orders to send."""
+        s = self.s
+        nf = int(preds.n)
+        st = s.strategy
+        st.reserve(nf)
+        if self._res.shape[0] < nf:
+            self._res = np.zeros((nf, IN.ND), np.int64)
+        need = 2 * nf + s.risk.out.shape[0]
+        if self._sink.rows.shape[0] < need:
+            self._sink = order_sink(need)
+        self._sink.n[0] = 0
+        work = Work(fb.values, fb.keys, preds.values, st.out, self._res, s.risk.out)
+        risk, book = s.risk.tables()
+        ni, no, code = self._decider(nf, work, st.arrays(), risk, book, s.risk.batch_rows, self._sink)
+        if code == STEP_RISK_FULL:
+            s.risk.raise_if_error("check")
+        if code != 0:
+            raise RuntimeError(f"the batch's orders did not fit the order sink ({self._sink.rows.shape[0]:,} rows)")
+        return IntentBatch(st.out, int(ni)), self._sink.rows[:int(no)].copy()
 
     # -- kill switch and stop -----------------------------------------------------------------------
     def request_kill(self, code: int) -> None:

@@ -207,7 +207,7 @@ class RiskStage:
         return cls(backend, cfg.risk, book, max_sessions=int(cfg.feed.max_sessions))
 
     # -- kernels ------------------------------------------------------------------------------------
-    def _bundles(self) -> tuple[RiskTables, BookRefs]:
+    def tables(self) -> tuple[RiskTables, BookRefs]:
         """What ``check_intents`` and ``apply_exec`` take: the smaller bundles (RiskTables, BookRefs
         rather than RiskArrays, BookArrays), as ``tick_batch`` passes them: a compiled call passes
         every array of a bundle field by field."""
@@ -243,7 +243,7 @@ class RiskStage:
         decisions = np.zeros((n, IN.ND), np.int64)
         orders = []
         base = 0
-        risk, book = self._bundles()
+        risk, book = self.tables()
         for lo in range(0, max(n, 1), self.batch_rows):
             m = min(self.batch_rows, n - lo)
             if m <= 0:
@@ -265,7 +265,7 @@ class RiskStage:
         events = np.ascontiguousarray(events, dtype=np.int64).reshape(-1, IN.NE)
         n = events.shape[0] if n is None else int(n)
         orders = []
-        risk, book = self._bundles()
+        risk, book = self.tables()
         for lo in range(0, n, self.batch_rows):
             m = min(self.batch_rows, n - lo)
             self.state.g[R.G_OUT_N] = 0
@@ -291,7 +291,7 @@ class RiskStage:
         s = self.state
         none_i = np.zeros((0, IN.NI), np.int64)
         none_e = np.zeros((0, IN.NE), np.int64)
-        risk, book = self._bundles()
+        risk, book = self.tables()
         self.k.check_intents(0, none_i, self.res, self.out, risk, book)
         self.k.apply_exec(0, none_e, self.out, risk, book)
         z = np.zeros(0, np.int64)

@@ -80,11 +80,15 @@ class StrategyStage:
         self.ps = positions
         self.out = IN.new_intents(max(int(capacity), 1))
 
+    def reserve(self, n: int) -> None:
+        """Room for the intents of ``n`` feature rows (at most one each) in ``out``."""
+        if n > self.out.shape[0]:
+            self.out = IN.new_intents(n)
+
     def __call__(self, pred) -> IntentBatch:
         """``pred``: a ``PredictionBatch`` (its ``features`` the feature batch it was made from)."""
         n = int(pred.n)
-        if n > self.out.shape[0]:
-            self.out = IN.new_intents(n)
+        self.reserve(n)
         fb = pred.features
         m = self.k.strategy_batch(n, pred.values, fb.values, fb.keys, self.ps, self.ss, self.sg, self.pf, self.pi,
                                   self.out)

@@ -2,9 +2,10 @@
 
 The run loop works on batches (throughput: up to 262,144 messages a call). For latency, this
 path takes the *same stage objects* (their state arrays, the same kernels from ``kernels.cpu``)
-and runs them one MoldUDP64 packet at a time inside one compiled loop: decode, books +
-features, feed status, model, strategy, risk, the bridge's FIX encoder and the ``write`` system
-call on the FIX session's socket. Python is called once per batch of packets, not per packet,
+and runs them one MoldUDP64 packet at a time inside one compiled loop: the step of
+``kernels/step.py`` (decode, books + features, feed status, model, strategy, risk), bound to the
+CPU kernels and an order sink that runs the bridge's FIX encoder and the ``write`` system call
+on the FIX session's socket. Python is called once per batch of packets, not per packet,
 and tick-to-trade is read from the CPU's time-stamp counter around each packet: from the moment
 its processing starts (the packet is in the buffer) to the return of ``write``.
 
@@ -24,12 +25,12 @@ from numba import njit
 from kernels.clock import rdtsc, ticks_per_ns, tsc
 from bridges.fix.codec import C_BAD_ROW, encode_orders, parse_reports  # noqa: F401  (parse: warm-up)
 from kernels import book as B
-from kernels import risk as R
 from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health, predict_batch, strategy_ack,
                          strategy_batch)
 from kernels.intents import ND, NI
 from kernels.memory import prefault
-from kernels.state import BookEvents, BookRefs, Events, Frames, ModelScratch, RiskTables, TickSession, Work
+from kernels.state import Events, Frames, ModelScratch, TickSession, Work
+from kernels.step import STEP_BOOK, STEP_RISK_FULL, bind, decide, step_range
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -75,81 +76,87 @@ def results(x: np.ndarray) -> TickResult:
 
 
 @njit(nogil=True)
-def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, risk, work, fix, session, rec, x):
-    """Run the packets ``k`` (messages ``packets.lo[k]..packets.hi[k]`` of ``frames``) through every stage
-    and the FIX encoder + ``write(session.fd)``. Bundles (``kernels/state.py``): ``frames``
-    Frames, ``ev`` Events (the decode table, reused per packet), ``book`` BookArrays, ``feat``
-    FeatureConf, ``model`` ModelArrays, ``strat`` StrategyArrays, ``risk`` RiskArrays, ``work``
-    Work (feature rows, predictions, intents, decisions, orders out), ``fix`` FixArrays,
-    ``session`` TickSession. Per-packet records go to ``rec`` (``T_*``, tsc ticks), totals to
-    ``x`` (``X_*``, read them with ``results``). Returns the packets done.
+def emit_write(sink, out, no):
+    """The per-packet driver's order sink (``kernels/step.py``): encode risk's ``no`` order rows
+    as FIX and ``write`` them to the session's socket, in the compiled call. ``sink``: (FixArrays,
+    TickSession, ``x``); the running MsgSeqNum and message number are ``x[X_SEQ]``, ``x[X_MSG]``.
+    A short write leaves the rest to Python (``x[X_PENDING]``, ``X_PENDING_OFF``): the packet
+    is finished, then the loop stops (``STOP_WRITE``)."""
+    fix, session, x = sink
+    if no == 0:
+        return 0
+    if x[X_PENDING] != 0:   # bytes of an earlier chunk still unwritten: never reorder the stream
+        return STOP_WRITE
+    msg = x[X_MSG]
+    if msg + no > session.max_msgs:
+        return STOP_BRIDGE_FULL
+    now = session.wall_ns + np.int64((rdtsc() - session.tsc0) * session.ns_per_tick)
+    nw = encode_orders(no, out, x[X_SEQ], now, msg, fix)
+    obuf = fix.out
+    nbytes = fix.offs[no]
+    wr = 0
+    while wr < nbytes:
+        r = _write(session.fd, obuf[wr:].ctypes.data, nbytes - wr)
+        if r <= 0:
+            break
+        wr += r
+    x[X_SEQ] += nw
+    x[X_MSG] += nw
+    if wr < nbytes:
+        x[X_PENDING] = nbytes - wr
+        x[X_PENDING_OFF] = wr
+    return 0
 
-    The step order (decode -> books + features -> feed status -> model -> strategy -> risk ->
-    FIX) is the run loop's; the GPU kernel runs the same stages in phases of its own (parallel
-    decode and book shards), so the two are not one body (``kernels/gpu.py: pipeline_kernel``)."""
+
+#: the step (``kernels/step.py``) bound to the CPU stage kernels and the FIX write sink
+_decide_packet = njit(nogil=True)(bind(decide, "decide_packet", strategy_batch=strategy_batch,
+                                       check_intents=check_intents, strategy_ack=strategy_ack, emit=emit_write))
+step_packet = njit(nogil=True)(bind(step_range, "step_packet", decode_batch=decode_batch, apply_events=apply_events,
+                                    feed_health=feed_health, predict_batch=predict_batch, decide=_decide_packet))
+
+
+@njit(nogil=True)
+def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, risk, work, fix, session, rec, x):
+    """Run the packets ``k`` (messages ``packets.lo[k]..packets.hi[k]`` of ``frames``) through the
+    step (``kernels/step.py: step_range``, bound here to the CPU kernels and the FIX write sink).
+    Bundles (``kernels/state.py``): ``frames`` Frames, ``ev`` Events (the decode table, reused per
+    packet), ``book`` BookArrays, ``feat`` FeatureConf, ``model`` ModelArrays, ``strat``
+    StrategyArrays, ``risk`` RiskArrays, ``work`` Work (feature rows, predictions, intents,
+    decisions, orders out), ``fix`` FixArrays, ``session`` TickSession. Per-packet records go to
+    ``rec`` (``T_*``, tsc ticks), totals to ``x`` (``X_*``, read them with ``results``). Returns
+    the packets done."""
     buf, off, length, mseq, msess, mrx = frames
-    kind, side, locate, tracking, sess, mpid, ts, rxc, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
-    bev = BookEvents(kind, side, locate, ts, seq, ref.view(np.int64), new_ref.view(np.int64), shares, price,
-                     stock.view(np.int64), aux, alpha)
-    bsym = book.sym
-    ctr = book.ctr
-    ss, sg, pf, pi = strat
-    g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, ovk, ovl = risk
-    # risk's kernels get the smaller bundles (the arrays they read), as RiskStage passes them
-    risk_tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)
-    book_refs = BookRefs(book.bk, book.li, book.sym)
-    fo, fk, pred, intents, res, out = work
-    sym, date, sender, target, prefix, msg_ids, msg_of, ot, obuf, offs, cnt, bad = fix
-    fd, seq0, msg0, max_msgs, wall_ns, tsc0, ns_per_tick = session
+    ts = ev.ts
     pk_lo, pk_hi = packets
     n_pk = pk_lo.shape[0]
-    seqn = seq0
-    msg = msg0
     x[X_STOP] = STOP_DONE
+    x[X_SEQ] = session.seq0
+    x[X_MSG] = session.msg0
+    sink = (fix, session, x)
+    risk_rows = work.intents.shape[0]   # one risk chunk per packet: its orders go out in one write
+    so = np.zeros(5, np.int64)
     k = 0
     while k < n_pk:
         t0 = rdtsc()
         a = pk_lo[k]
         z = pk_hi[k]
-        m = decode_batch(Frames(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z]), z - a, 0, ev, stats)
-        _, nf = apply_events(m, bev, book, feat, fo, fk)
-        if ctr[B.C_ERROR] != 0:
+        msg_before = x[X_MSG]
+        code = step_packet(Frames(buf, off[a:z], length[a:z], mseq[a:z], msess[a:z], mrx[a:z]), z - a, ev, stats,
+                           book, feat, model, scratch, strat, risk, work, risk_rows, sink, so)
+        if so[0] > 0:
+            x[X_TS] = ts[so[0] - 1]
+        if code == STEP_BOOK:
             x[X_STOP] = STOP_BOOK
             break
-        feed_health(m, sess, seq, locate, ts, g, lim, ls, ps, hs, ovk, ovl, bsym)
-        if m > 0:
-            x[X_TS] = ts[m - 1]
-        nw = 0
-        if nf > 0:
-            predict_batch(fo, nf, model, scratch, pred)
-            ni = strategy_batch(nf, pred, fo, fk, ps, ss, sg, pf, pi, intents)
-            if ni > 0:
-                g[R.G_OUT_N] = 0
-                dn = check_intents(ni, intents, res, out, risk_tables, book_refs)
-                if g[R.G_ERROR] != 0 or dn < ni:
-                    x[X_STOP] = STOP_RISK
-                    break
-                strategy_ack(ni, intents, res, ss, sg)
-                no = g[R.G_OUT_N]
-                if no > 0:
-                    if msg + no > max_msgs:
-                        x[X_STOP] = STOP_BRIDGE_FULL
-                        break
-                    now = wall_ns + np.int64((rdtsc() - tsc0) * ns_per_tick)
-                    nw = encode_orders(no, out, seqn, now, msg, fix)
-                    nbytes = offs[no]
-                    wr = 0
-                    while wr < nbytes:
-                        r = _write(fd, obuf[wr:].ctypes.data, nbytes - wr)
-                        if r <= 0:
-                            break
-                        wr += r
-                    seqn += nw
-                    msg += nw
-                    if wr < nbytes:  # the packet is done; Python writes the rest, then calls again
-                        x[X_PENDING] = nbytes - wr
-                        x[X_PENDING_OFF] = wr
-                        x[X_STOP] = STOP_WRITE
+        if code == STEP_RISK_FULL:
+            x[X_STOP] = STOP_RISK
+            break
+        if code > 0:
+            x[X_STOP] = code
+            break
+        nw = x[X_MSG] - msg_before
+        if x[X_PENDING] != 0:   # the packet is done; Python writes the rest, then calls again
+            x[X_STOP] = STOP_WRITE
         rec[k, T_START] = t0
         rec[k, T_END] = rdtsc()
         rec[k, T_ORDERS] = nw
@@ -159,8 +166,6 @@ def tick_batch(packets, frames, ev, stats, book, feat, model, scratch, strat, ri
         if x[X_STOP] != STOP_DONE:
             break
     x[X_PACKETS] = k
-    x[X_SEQ] = seqn
-    x[X_MSG] = msg
     return k
 
 

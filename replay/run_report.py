@@ -77,7 +77,7 @@ SCHEMA: dict[str, Any] = {
         "input": _obj({"path": _NSTR, "format": _NSTR, "bytes": _INT, "sessions": {"type": "array"},
                        "trailing_bytes": _INT, "error": _NSTR}, extra=False),
         "feed": _obj({"messages_in": _INT, "decoded": _INT, "messages_by_type": _MAP, "problems": _MAP}),
-        "book": _obj({"stats": _MAP, "symbols": _MAP}),
+        "book": _obj({"stats": _MAP, "drops": {"type": "array", "items": {"type": "object"}}, "symbols": _MAP}),
         "features": _MAP,
         "model": _obj({"backend": _NSTR, "path": _NSTR, "horizon_rows": _INT}, extra=False),
         "intents": _obj({"predictions": _INT, "total": _INT, "by_symbol": _MAP, "strategy": _MAP}),
@@ -178,7 +178,7 @@ def empty_risk() -> dict[str, Any]:
 def empty_book() -> dict[str, Any]:
     from pipeline.book import BookState
 
-    return {"stats": {k: 0 for k in BookState(16, 16, 16).counters()}, "symbols": {}}
+    return {"stats": {k: 0 for k in BookState(16, 16, 16).counters()}, "drops": [], "symbols": {}}
 
 
 def skeleton(meta: dict[str, Any]) -> dict[str, Any]:
