@@ -131,6 +131,7 @@ def test_final_scrape_equals_the_report(watched_run):
     final = [s for s in sc.scrapes if one(s, "hftbot_run_stage", stage="done") == 1]
     assert final, "no scrape after the run ended (metrics.linger_s)"
     m = final[-1]
+    assert one(m, "hftbot_metrics_collect_errors") == 0  # no part of any scrape failed, start to end
     f, rk, ex = saved["feed"], saved["risk"], saved["execution"]
     assert rk["accepted"] > 0 and ex["new_sent"] > 0 and ex["fills"] > 0, "the run must trade for this test"
     assert one(m, "hftbot_feed_messages_total") == f["messages_in"] > 0
