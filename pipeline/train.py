@@ -106,6 +106,7 @@ def build_features(path: Path, c: TrainConf) -> tuple[np.ndarray, np.ndarray]:
     from replay.capture import CaptureReader
 
     reader = CaptureReader(path)
+    reader.check_content()   # "not a capture: ..." (a CaptureError) before anything is trained
     decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
     books = BookStage(cpu, BookState(c.max_orders, c.max_levels, c.max_symbols), capacity=reader.batch_rows,
                       symbols=["*"], tau_flow_ns=c.tau_flow_ns, tau_rv_ns=c.tau_rv_ns, top_n=c.top_n)
@@ -345,18 +346,20 @@ def format_metrics(m: dict[str, float], label: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from pipeline.cli import locates, positive
+
     d = TrainConf()
     p.add_argument("--out", default="models/default", help="artifact path without suffix (default models/default)")
     p.add_argument("--capture", help="replay this capture (pcap, pcapng, BinaryFILE) instead of the generated feed")
-    p.add_argument("--messages", type=int, default=d.messages, help=f"generated feed size (default {d.messages:,})")
-    p.add_argument("--symbols", type=int, default=d.symbols, help=f"generated feed symbols (default {d.symbols})")
+    p.add_argument("--messages", type=positive, default=d.messages, help=f"generated feed size (default {d.messages:,})")
+    p.add_argument("--symbols", type=locates, default=d.symbols, help=f"generated feed symbols (default {d.symbols})")
     p.add_argument("--feed-seed", type=int, default=d.feed_seed, help="generated feed seed")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed (weights init, batch order)")
-    p.add_argument("--horizon", type=int, default=d.horizon, help="label horizon in feature rows of the symbol")
+    p.add_argument("--horizon", type=positive, default=d.horizon, help="label horizon in feature rows of the symbol")
     p.add_argument("--hidden", default=",".join(map(str, d.hidden)), help="hidden widths, e.g. 32,32")
     p.add_argument("--activation", choices=("relu", "tanh"), default=d.activation)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--epochs", type=positive, default=d.epochs)
+    p.add_argument("--batch", type=positive, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr)
 
 
