@@ -33,7 +33,7 @@ $(APT_STAMP): | $(VENV)/bin/python
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cuda,test,train]'
+	$(PY) -m pip install -q -e '.[cuda,test,train,sweep]'
 	@touch $@
 
 setup: $(STAMP) $(APT_STAMP) ## create .venv, install pip and Debian packages (done by every target)

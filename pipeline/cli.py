@@ -6,6 +6,9 @@
   hftbot generate OUT                 write a synthetic ITCH feed (pcap or BinaryFILE)
   hftbot train [--out models/default] train the model (ONNX + sidecar) on the generated feed or a capture
   hftbot kill [--file F] [--pid P]    stop a running pipeline: no new orders, cancel every working order
+  hftbot compare RUN_A RUN_B ...      runs side by side (config differences, PnL, fills, rejects, latency)
+  hftbot report RUN_DIR               (re)write report.html and its PNG plots for a run
+  hftbot sweep K=A,B [--captures F..] a sweep of runs (configs x captures), local or on Ray (--launcher ray)
 """
 
 from __future__ import annotations
@@ -271,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "(risk.kill.file) and/or send SIGUSR1 to --pid")
     add_kill_arguments(kl)
     kl.set_defaults(func=cmd_kill)
+    from pipeline.compare import add_arguments as _compare_arguments, cmd_compare
+
+    cp = sub.add_parser("compare", help="put runs side by side: config differences, PnL, fills, rejects, "
+                        "latency percentiles; a table, and one HTML page with --html OUT")
+    _compare_arguments(cp)
+    cp.set_defaults(func=cmd_compare)
+    from replay.report_html import add_arguments as _report_arguments, cmd_report
+
+    rp = sub.add_parser("report", help="(re)write report.html and its PNG plots in a run directory")
+    _report_arguments(rp)
+    rp.set_defaults(func=cmd_report)
+    from pipeline.sweep import add_arguments as _sweep_arguments, cmd_sweep
+
+    sw = sub.add_parser("sweep", help="parameter and data sweeps (Hydra multirun syntax x captures), local or on "
+                        "Ray: one table (Parquet, CSV) and one comparison page")
+    _sweep_arguments(sw)
+    sw.set_defaults(func=cmd_sweep)
     return p
 
 
