@@ -118,7 +118,10 @@ def test_compose_stack_refers_to_existing_files_flags_and_config_keys(tmp_path):
     assert vc.wall and vc.port == cfg.bridge.port
     assert (vc.sender, vc.target) == (cfg.bridge.target_comp_id, cfg.bridge.sender_comp_id)
     hc = " ".join(svc["venue"]["healthcheck"]["test"])
-    assert str(vc.port) in hc
+    assert f"('127.0.0.1', {vc.port})" in hc
+    assert f"'{vc.state_dir}/venue.journal'" in hc  # the healthcheck reads this venue's journal
+    # the stores and the kill file are on the volume (ClOrdIDs must not repeat across restarts)
+    assert str(cfg.bridge.state_dir).startswith("/data/") and str(cfg.risk.kill.file).startswith("/data/")
 
     # Prometheus scrapes the service and port the pipeline serves on
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
