@@ -72,7 +72,7 @@ image-run: ## run the pipeline in the CPU image: make image-run CONF=smoke [ARGS
 	@mkdir -p $(IMAGE_DIR)/data $(IMAGE_DIR)/numba && chmod 0777 $(IMAGE_DIR)/data $(IMAGE_DIR)/numba
 	@$(_tool) set -x; $$tool $(if $(IMAGE_RUNTIME),--runtime $(IMAGE_RUNTIME)) run --rm $(IMAGE_RUN_FLAGS) \
 		-v $(CURDIR)/$(IMAGE_DIR)/data:/data -v $(CURDIR)/$(IMAGE_DIR)/numba:/var/cache/hftbot/numba $(IMAGE):cpu \
-		run --config-name $(CONF) $(ARGS)
+		run --config-name $(CONF) feed.sample.dir=/data/samples $(ARGS)
 
 image-cuda: image-tools ## build the CUDA image (docker/Dockerfile.cuda, numba-cuda on nvidia/cuda) as $(IMAGE):cuda
 	@$(_tool) set -x; $$build $(IMAGE_BUILD_FLAGS) $${ign:+$$ign docker/Dockerfile.cuda.dockerignore} --build-arg BASE=$(CUDA_BASE) $(_secret) \
