@@ -42,26 +42,59 @@ def hash_slots(entries: int) -> int:
     return _pow2_at_least(4 * entries)
 
 
+def _rows64(n: int, width: int) -> np.ndarray:
+    """int64 [n, 8] zeros whose rows are 64-byte cache lines (the buffer aligned to 64 bytes)."""
+    raw = np.zeros(n * 8 + 8, np.int64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + n * 8].reshape(n, 8)
+
+
+def _minus_one_below(h: int, split_from: int) -> np.ndarray:
+    """int32 [h]: all -1 for a plain hash (``h < split_from``), else -1 in the hash half and
+    zeros (unmapped until used) in the half the kernel fills as it hands pages or ladders out."""
+    a = np.zeros(h, np.int32)
+    a[:h if h < split_from else h // 2] = -1
+    return a
+
+
 class BookState:
     """All book arrays for ``max_symbols`` locates, ``max_orders`` live orders and
-    ``max_levels`` live price levels (across all books)."""
+    ``max_levels`` live price levels (across all books).
 
-    def __init__(self, max_orders: int, max_levels: int, max_symbols: int):
+    ``packed=True``: each order's ``oi`` and ``oj`` rows share one 64-byte cache line, and so do
+    each level's ``li`` and ``lj`` rows (``oi``/``oj``/``li``/``lj`` are strided views of one
+    aligned buffer each: same shapes, dtypes and indexing). For the CPU backend only: CUDA
+    copies need contiguous arrays."""
+
+    def __init__(self, max_orders: int, max_levels: int, max_symbols: int, packed: bool = False):
         if min(max_orders, max_levels, max_symbols) <= 0:
             raise ValueError("book sizes must be positive")
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
         ho = hash_slots(max_orders)  # the order-reference map: pages + hash (kernels/book.py)
         hl = hash_slots(max_levels)  # the level map: level hash + price ladders
-        self.oi = np.zeros((max_orders, 4), np.int64)
-        self.oj = np.zeros((max_orders, 4), np.int32)
+        self.packed = bool(packed)
+        if packed:
+            self._orows = _rows64(max_orders, 8)
+            self.oi = self._orows[:, 0:4]
+            self.oj = self._orows[:, 4:6].view(np.int32)
+        else:
+            self.oi = np.zeros((max_orders, 4), np.int64)
+            self.oj = np.zeros((max_orders, 4), np.int32)
         self.ofree = np.arange(max_orders - 1, -1, -1, dtype=np.int32)  # pop from the end: slot 0 first
-        self.ok = np.zeros(ho, np.int64)      # zeros: untouched directory pages stay unmapped
-        self.ov = np.full(ho, -1, np.int32)
-        self.li = np.zeros((max_levels, 2), np.int64)
-        self.lj = np.zeros((max_levels, 6), np.int32)
+        # zeros stay unmapped until written: the page directory and the pages (filled with -1 when
+        # handed out) cost memory only where references live
+        self.ok = np.zeros(ho, np.int64)
+        self.ov = _minus_one_below(ho, B.PAGED_MIN_SLOTS)
+        if packed:
+            self._lrows = _rows64(max_levels, 8)
+            self.li = self._lrows[:, 0:2]
+            self.lj = self._lrows[:, 2:5].view(np.int32)
+        else:
+            self.li = np.zeros((max_levels, 2), np.int64)
+            self.lj = np.zeros((max_levels, 6), np.int32)
         self.lfree = np.arange(max_levels - 1, -1, -1, dtype=np.int32)
         self.lk = np.zeros(hl, np.int64)
-        self.lv = np.full(hl, -1, np.int32)
+        self.lv = _minus_one_below(hl, B.LADDER_MIN_SLOTS)
         self.bk = np.full((2 * (max_symbols + 1), 2), -1, np.int32)
         self.bk[:, B.B_NLEVELS] = 0
         self.sym = np.zeros((max_symbols + 1, B.N_SYM_I), np.int64)
