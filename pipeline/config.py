@@ -104,6 +104,7 @@ class FeaturesConf:
 @dataclass
 class ReportConf:
     save: bool = True    # write report.json into the run directory
+    html: bool = True    # and report.html with its PNG plots, timeline.npz, latency.hdr.json beside it
     top_types: int = 30  # message types listed in the summary
 
 

@@ -42,7 +42,9 @@ from pipeline.metrics import MetricsError, linger, serve
 from pipeline.progress import NullProgress, open_progress
 from kernels.stats import MESSAGES_IN
 from replay.report import feed_summary, format_intents, format_risk, format_summary
+from replay.report_html import write_report
 from replay.run_report import empty_risk_raw, risk_in_dollars, run_meta, skeleton, utc
+from replay.timeline import Timeline, save_histograms
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix (exit status 2: config, input, environment)."""
@@ -78,6 +80,7 @@ class Run:
         self.input_size = 0         # bytes of the input file (0: live or compressed)
         self.metrics = None
         self.progress: NullProgress = NullProgress()
+        self.timeline: Timeline | None = None   # per-batch samples for report.html (replay/timeline.py)
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.perf_counter()
@@ -185,6 +188,7 @@ def _run(r: Run, signals: bool) -> None:
         r.ctl.reassert()
     engine.attach(r.ex)
     r.mark("connect")
+    r.timeline = Timeline.for_engine(engine)   # its clock starts with the replay
 
     r.stage = "replay"
     r.progress.start_replay(Path(str(path)).name, r.input_size or None)
@@ -198,6 +202,7 @@ def _run(r: Run, signals: bool) -> None:
             if r.ctl.stop_requested:
                 break
         r.feed_ts = engine.step(batch) or r.feed_ts
+        r.timeline.record(r.feed_ts, batch.n, engine.risk)
         r.progress.replay(r.reader.bytes_read, int(r.reader.stats[MESSAGES_IN]), r.feed_ts)
         _check_kill(r)
     r.mark("replay")
@@ -211,6 +216,7 @@ def _run(r: Run, signals: bool) -> None:
         r.ex.finish()
     _check_kill(r)
     engine.finish()
+    r.timeline.finish(r.feed_ts, engine.risk)
     r.mark("drain")
 
 
@@ -345,7 +351,24 @@ def _shutdown(r: Run, error: BaseException | None) -> None:
                         f"{r.rep['run']['exit_code']})", **_headline(r.rep))
         except OSError as exc:
             r.log(f"error      writing the report: {exc!r}")
+        if r.cfg.report.html:
+            _write_plots(r)
     _unwatch(r)
+
+
+def _write_plots(r: Run) -> None:
+    """Beside report.json: timeline.npz, latency.hdr.json, report.html and its PNGs
+    (replay/report_html.py). Never raises: a failed plot is logged, the run's status stands."""
+    try:
+        if r.timeline is not None:
+            r.timeline.save(r.out_dir)
+        save_histograms(r.out_dir, [r.engine.lat if r.engine is not None else None,
+                                    r.ex.lat if r.ex is not None else None])
+        t = time.perf_counter()
+        page = write_report(r.out_dir, r.rep)
+        r.log.event("report_html", f"report     {page} with plots ({time.perf_counter() - t:.1f} s)", path=str(page))
+    except Exception as exc:  # noqa: BLE001 - the plots never fail a run
+        r.log(f"error      writing report.html: {exc!r}")
 
 
 def _headline(rep: dict[str, Any]) -> dict[str, Any]:

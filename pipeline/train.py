@@ -35,6 +35,7 @@ import numpy as np
 
 from kernels import features as FT
 from pipeline.model import SIDECAR_FORMAT, RTOL, ATOL, sha256_bytes
+from pipeline.progress import open_progress
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "train"
@@ -259,17 +260,21 @@ def train(c: TrainConf, out: str | Path | None = None, log=print) -> dict[str, A
         yt = torch.from_numpy(yn.astype(np.float32)).reshape(-1, 1)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         gen = torch.Generator().manual_seed(c.seed)
-        for epoch in range(c.epochs):
-            perm = torch.randperm(len(xt), generator=gen)
-            total = 0.0
-            for s in range(0, len(xt), c.batch):
-                idx = perm[s:s + c.batch]
-                opt.zero_grad()
-                loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-            log(f"epoch {epoch + 1:>3}  train loss {total / len(xt):.5f} (normalised, clipped labels)")
+        prog = open_progress()   # a bar on a terminal, nothing otherwise (pipeline/progress.py)
+        try:
+            for epoch in prog.track(range(c.epochs), "train epochs", total=c.epochs):
+                perm = torch.randperm(len(xt), generator=gen)
+                total = 0.0
+                for s in range(0, len(xt), c.batch):
+                    idx = perm[s:s + c.batch]
+                    opt.zero_grad()
+                    loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                log(f"epoch {epoch + 1:>3}  train loss {total / len(xt):.5f} (normalised, clipped labels)")
+        finally:
+            prog.close()
         with torch.no_grad():
             pred_te = net(torch.from_numpy(((x_te - mean) / std).astype(np.float32))).numpy().reshape(-1)
             pred_te = pred_te.astype(np.float64) * y_scale + y_shift
