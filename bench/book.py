@@ -69,6 +69,8 @@ WHAT = {
     "ours.book.fullday": "ours: the same with the full-day book config (6M orders, 2M levels)",
     "ours.book.features": "ours: the same as ours.book + feature rows for 3 symbols",
     "ours.book.stream": "ours: the same as ours.book, file streamed through CaptureReader (make run)",
+    "ours.book.packed": "ours: the same as ours.book with BookState(packed=True) (order and level rows one "
+                        "cache line each)",
 }
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
 
@@ -201,7 +203,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     for _ in range(max(1, repeat)):
         c0 = time.process_time()
         t0 = time.perf_counter()
-        state = BookState(max_orders, max_levels, max_symbols)
+        state = BookState(max_orders, max_levels, max_symbols, packed=name == "ours.book.packed")
         if stream:
             from pipeline.stages import DecodeStage
             from replay.capture import CaptureReader
@@ -386,16 +388,18 @@ def deep_section(n: int, repeat: int, shallow: tuple[int, dict] | None = None) -
         if sizing is None:
             sizing = size(p)
         r = {"sizing": sizing, "generator": gen if label == "deep" else {}}
+        ok_sizing = sizing if "error" not in sizing else None
         if prev is not None:
             r["ours.book"], r["itch_book.book"] = prev.get("ours.book"), prev.get("itch_book.book")
         else:
-            ok_sizing = sizing if "error" not in sizing else None
             r["itch_book.book"] = measure("itch_book.book", p, repeat, ok_sizing)
             r["ours.book"] = measure("ours.book", p, repeat, ok_sizing)
+        r["ours.book.packed"] = measure("ours.book.packed", p, repeat, ok_sizing)
         r.update(whole_process(p, repeat, sizing))
         m = (r.get("ours.book") or {}).get("messages") or (r.get("itch_book.book") or {}).get("messages") or msgs
         note = _depth_note(sizing)
         print(_pair_line(f"{label}, in memory", r["ours.book"], r["itch_book.book"], m, note), flush=True)
+        print(_pair_line(f"{label}, packed rows", r["ours.book.packed"], r["itch_book.book"], m, note), flush=True)
         print(_pair_line(f"{label}, whole process", r["ours.book.process"], r["itch_book.process"], m, note),
               flush=True)
         for name in ("ours.book", "itch_book.book"):

@@ -8,14 +8,17 @@ exception naming the config key to raise.
 Structures (slots are row indices, -1 = none; one row per order / level keeps an order's
 fields in one cache line):
 - orders ``oi[slot] = (ref, price, shares, ts)`` (int64) and ``oj[slot] = (book, level, prev,
-  next)`` (int32), where ``book = locate * 2 + side`` (side 0 bid, 1 ask). An open-addressing
-  hash (``ok``/``ov``: linear probing in Robin Hood order, backward-shift deletion, no
-  tombstones) maps an order
-  reference to its slot; free slots sit on a stack (``ofree``).
-- levels ``li[lv] = (price, shares)`` and ``lj[lv] = (orders, head, tail, better, worse, book)``;
-  a second hash (``lk``/``lv``) maps (book, price) to its level. A book's levels form a doubly
-  linked list from the best price outward; each level holds its orders as a FIFO list (oldest
-  at ``head``). L2 shares and order counts live on the level and change with every L3 change,
+  next)`` (int32), where ``book = locate * 2 + side`` (side 0 bid, 1 ask); with
+  ``BookState(packed=True)`` both rows of a slot share one 64-byte line. The order-reference
+  map (``ok``/``ov``, below) maps an order reference to its slot: a two-level paged table
+  (references rise through the day) with an open-addressing hash as its fallback (linear
+  probing in Robin Hood order, backward-shift deletion, no tombstones); free slots sit on a
+  stack (``ofree``).
+- levels ``li[lv] = (price, shares)`` and ``lj[lv] = (orders, head, tail, better, worse, book)``
+  (one line with ``packed=True``); the level map (``lk``/``lv``, below) holds a second hash
+  ((book, price) -> level) and per-book price ladders. A book's levels form a doubly linked
+  list from the best price outward; each level holds its orders as a FIFO list (oldest at
+  ``head``). L2 shares and order counts live on the level and change with every L3 change,
   so L2 equals the sum of L3 by construction (a property test checks it).
 - ``bk[book] = (best level, number of levels)``.
 - ``sym[locate, S_*]``: stock, round lot, trading state, Reg SHO, LULD collar, last trade,
@@ -30,8 +33,35 @@ update; the locality-preserving home below is much better), Robin Hood ordering 
 consecutive references O(1) to search and delete), a mixed home for price levels (an unmixed
 one crowded a market's levels together: 2.5 µs adds), numba IR inlining of the helpers (-25%,
 but 200+ s to compile: rejected) and LLVM's inline threshold raised instead (the same -25% at
-no compile cost: in ``kernels/cpu.py``). Not tried yet: one cache line per order and per level
-(today two arrays each), interleaving hash keys and values, prefetching the next event's order.
+no compile cost: in ``kernels/cpu.py``).
+
+Deep books (issue 13; ``generate(preset="deep")``, 500 symbols; the 10M day holds ~1M live
+orders at the close, the 30M day 1.25M mid-stream and 1.66M at the close, ~2.9k levels on the
+busiest book). Same shared 2-core box, load average 8-10: wall times there mostly measure
+waiting for a core, so these are process CPU times of the book alone (decode excluded, ~27 ns a
+message), variants alternated, 2-3 rounds each:
+
+=================================================  ===================  ===================
+variant                                            10M day, CPU s       30M day, CPU s
+=================================================  ===================  ===================
+hash + walk from the best (before)                 5.08 5.68 4.86       13.00 11.21
+paged reference map + walk jump (near_better)      4.69 5.35 5.09       -
+paged + ladders + walk jump (the default now)      5.59 4.94 4.62       12.32 10.94
+  the same, later round                            5.39 4.24 4.47       -
+  with ``BookState(packed=True)``                  4.47 4.36 4.32       10.52 10.32
+itch-book (parse + book, same file)                4.70 5.14            -
+=================================================  ===================  ===================
+
+So ~450 ns a message at this depth for ours and for itch-book alike (1.0x): both are bound by
+memory latency (a D/X/E/C/U on an old order misses on its reference, its order row and its
+level). The paged map and the ladders are within the noise (+-10%) here: walks from the best
+were 4.2 steps an event (28 per new level) but over the hot inner levels, and the hash's
+locality-preserving home already mapped rising references to neighbouring slots. Packed rows
+(one miss instead of two per order and per level) were the one consistent gain: -10% on the
+30M day. Not reached: 10M msg/s and 3x itch-book. Not tried: prefetching the next event's
+order (numba has no prefetch; an LLVM intrinsic would need a no-op twin for the CUDA target
+and the simulator), interleaving the hashes' keys and values. ``perf stat`` could not count
+cache misses on this VM (no PMU exposed: ``bench/perf_book.py``).
 """
 
 from __future__ import annotations
