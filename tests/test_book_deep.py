@@ -63,3 +63,25 @@ def test_deep_day_matches_itchbook_25_levels_deep(deep_day, tmp_path):
         ours, theirs = our_depth(state, DEPTH), itchbook_depth(ib)
         assert len(ours) == SYMBOLS
         assert ours == theirs, f"after {k} messages: " + diff(ours, theirs)
+
+
+def test_perf_book_reads_perf_stat_csv_and_cuts_a_message_prefix(deep_day, tmp_path):
+    """bench/perf_book.py's pieces that do not need a PMU: the ``perf stat -x,`` reader (counts,
+    ``<not supported>``) and the prefix file it subtracts (whole messages, nothing else)."""
+    import shutil
+
+    from bench import perf_book as P
+    from tests.test_book_reference import message_offsets
+
+    text = ("1234,,cache-misses,100.00,,\n<not supported>,,cache-references,0,100.00,,\n"
+            "98765432,,instructions:u,99.80,,\n5,,cycles,100.00,,\n")
+    assert P.parse(text) == {"cache-misses": 1234, "cache-references": None, "instructions": 98765432, "cycles": 5}
+    path, _ = deep_day
+    src = tmp_path / path.name
+    shutil.copy(path, src)
+    cut = P.prefix_file(src, 1000)
+    head = cut.read_bytes()
+    offs = message_offsets(src.read_bytes())
+    assert head == src.read_bytes()[:offs[1000]] and P.count(cut) == 1000
+    why = P.perf_status()
+    assert why is None or ("perf" in why or "counters" in why)
