@@ -366,6 +366,21 @@ def run_fresh(path: Path, patterns, *, timeout_s: float = 15.0, state_root: str 
             v.kill()
 
 
+def wait_sessions_closed(venue, timeout_s: float = 15.0) -> None:
+    """Wait until ``venue`` (a ``VenueProcess`` with one session) is logged out: its stderr's last
+    ``logon`` / ``logout`` line is a logout (a Logon with ResetSeqNumFlag inside a session logs a
+    second ``logon``), so the next definition's Logon meets a closed session rather than the end
+    of the previous one; a DefinitionError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = venue.stderr_tail(10_000_000)
+        if text.rfind(" logon ") <= text.rfind(" logout "):   # (both -1: never logged on)
+            return
+        if time.monotonic() > deadline:
+            raise DefinitionError(f"the venue did not close the session within {timeout_s:.0f}s:\n{text[-2000:]}")
+        time.sleep(0.01)
+
+
 def venue_order(defs: list[Path]) -> list[Path]:
     """The order to run definitions in against one venue (``--profile venue``): the venue keeps
     ClOrdIDs for its trading day across FIX sessions (a PossResend of one it has seen is
@@ -428,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
                     run_fresh(d, patterns, timeout_s=a.timeout)
                 else:
                     run_definition(d, host, port, patterns, timeout_s=a.timeout, profile=profile)
-                    time.sleep(0.1)
+                    if venue is not None:
+                        wait_sessions_closed(venue)
+                    else:
+                        time.sleep(0.1)
                 r = Result(d.stem, True, time.perf_counter() - t0)
             except DefinitionError as exc:
                 r = Result(d.stem, False, time.perf_counter() - t0, str(exc))
