@@ -98,7 +98,7 @@ class VenueConfig:
     clock_journal_ms: int = 200        # how often the venue clock is journaled
     speed: float = 1.0                 # --clock wall: market ns per wall ns
     start: str | None = None           # --clock wall: market time of day to start at (default: first event)
-    crash_at: str | None = None        # tests: "before-fill:N" / "after-fill:N" SIGKILLs the venue there
+    crash_at: str | None = None        # tests: "before-fill:N" (after-fill, stored-fill): SIGKILL there
 
     @property
     def wall(self) -> bool:
