@@ -57,11 +57,14 @@ memory latency (a D/X/E/C/U on an old order misses on its reference, its order r
 level). The paged map and the ladders are within the noise (+-10%) here: walks from the best
 were 4.2 steps an event (28 per new level) but over the hot inner levels, and the hash's
 locality-preserving home already mapped rising references to neighbouring slots. Packed rows
-(one miss instead of two per order and per level) were the one consistent gain: -10% on the
-30M day. Not reached: 10M msg/s and 3x itch-book. Not tried: prefetching the next event's
-order (numba has no prefetch; an LLVM intrinsic would need a no-op twin for the CUDA target
-and the simulator), interleaving the hashes' keys and values. ``perf stat`` could not count
-cache misses on this VM (no PMU exposed: ``bench/perf_book.py``).
+(one miss instead of two per order and per level) gained 10% on the 30M day, but nothing in a
+later 10M round (unpacked 3.66 3.74 3.29 s, packed 4.38 3.42 3.35 s), so ``packed`` stays an
+option (default off). Prefetching the next event's order row (``llvm.prefetch`` through a numba
+intrinsic, a no-op overload for CUDA: it compiled to PTX and ran exact) measured 4.12 3.37 3.14 s
+against 3.66 3.74 3.29 s in the same rounds, packed + prefetch 4.19 3.34 3.23 s: no gain, not
+kept. Not reached: 10M msg/s and 3x itch-book. Not tried: interleaving the hashes' keys and
+values. ``perf stat`` could not count cache misses on this VM (no PMU exposed:
+``bench/perf_book.py``).
 """
 
 from __future__ import annotations
