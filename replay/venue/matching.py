@@ -358,6 +358,28 @@ def event_table(rows: list[dict]) -> EventTable:
 
 # --- the engine ----------------------------------------------------------------------------------
 
+def warm_kernels(backend=None) -> None:
+    """Compile (or load from numba's cache) every kernel the matching engine calls, on a tiny
+    hand-made market: a resting order, then an execution ahead of it and one against it. The
+    free-running venue calls this before its market clock starts, so a first order does not wait
+    behind a compile while the market runs on."""
+    p, tick = 1_000_000, 100
+    rows = [dict(kind="R", locate=1, stock="WARM", ts=1),
+            dict(kind="H", locate=1, stock="WARM", ts=2, alpha=[ord("T")] + [0] * 11),
+            dict(kind="A", locate=1, stock="WARM", side="B", ref=10, shares=100, price=p, ts=10),
+            dict(kind="A", locate=1, stock="WARM", side="S", ref=12, shares=300, price=p + tick, ts=12),
+            dict(kind="E", locate=1, ref=10, shares=100, ts=30),
+            dict(kind="A", locate=1, stock="WARM", side="S", ref=13, shares=100, price=p, ts=40),
+            dict(kind="C", locate=1, ref=13, shares=100, price=p, ts=41),
+            dict(kind="X", locate=1, ref=12, shares=100, ts=42),
+            dict(kind="D", locate=1, ref=12, ts=43)]
+    e = MatchingEngine([event_table(rows)], max_orders=64, max_levels=64, max_symbols=4, backend=backend)
+    e.receive(Action("new", "warm-1", "WARM", BUY, 100, p, TIF_DAY, ts=20))
+    e.receive(Action("new", "warm-2", "WARM", SELL, 50, p, TIF_IOC, ts=25))
+    e.advance(100)
+    e.take_reports()
+
+
 class MatchingEngine:
     """Replayed L3 book + our orders. Single-threaded: the caller serialises access.
 
