@@ -49,14 +49,6 @@ def _rows64(n: int, width: int) -> np.ndarray:
     return raw[skip:skip + n * 8].reshape(n, 8)
 
 
-def _minus_one_below(h: int, split_from: int) -> np.ndarray:
-    """int32 [h]: all -1 for a plain hash (``h < split_from``), else -1 in the hash half and
-    zeros (unmapped until used) in the half the kernel fills as it hands pages or ladders out."""
-    a = np.zeros(h, np.int32)
-    a[:h if h < split_from else h // 2] = -1
-    return a
-
-
 class BookState:
     """All book arrays for ``max_symbols`` locates, ``max_orders`` live orders and
     ``max_levels`` live price levels (across all books).
@@ -81,10 +73,10 @@ class BookState:
             self.oi = np.zeros((max_orders, 4), np.int64)
             self.oj = np.zeros((max_orders, 4), np.int32)
         self.ofree = np.arange(max_orders - 1, -1, -1, dtype=np.int32)  # pop from the end: slot 0 first
-        # zeros stay unmapped until written: the page directory and the pages (filled with -1 when
-        # handed out) cost memory only where references live
+        # ok: zeros stay unmapped until written (the page directory costs memory only where
+        # references live); ov all -1 like the GPU's sharded book, whose arrays must be identical
         self.ok = np.zeros(ho, np.int64)
-        self.ov = _minus_one_below(ho, B.PAGED_MIN_SLOTS)
+        self.ov = np.full(ho, -1, np.int32)
         if packed:
             self._lrows = _rows64(max_levels, 8)
             self.li = self._lrows[:, 0:2]
@@ -94,7 +86,7 @@ class BookState:
             self.lj = np.zeros((max_levels, 6), np.int32)
         self.lfree = np.arange(max_levels - 1, -1, -1, dtype=np.int32)
         self.lk = np.zeros(hl, np.int64)
-        self.lv = _minus_one_below(hl, B.LADDER_MIN_SLOTS)
+        self.lv = np.full(hl, -1, np.int32)
         self.bk = np.full((2 * (max_symbols + 1), 2), -1, np.int32)
         self.bk[:, B.B_NLEVELS] = 0
         self.sym = np.zeros((max_symbols + 1, B.N_SYM_I), np.int64)
