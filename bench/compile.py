@@ -116,6 +116,18 @@ def child(path: Path) -> dict:
     else:
         dec = type(dec)(np.zeros((0, IN.ND), np.int64), dec.orders)
     step("strategy.on_decisions", lambda: strategy.on_decisions(intents, dec.decisions))
+
+    def decide():
+        # BatchEngine's trading half: kernels/step.py decide, bound to the CPU kernels (its callees
+        # are compiled above; this is the binding's own compile and link)
+        from kernels.state import Work
+        from kernels.step import batch_decider, order_sink
+
+        rt, br = risk.tables()
+        work = Work(fb.values, fb.keys, preds.values, strategy.out, np.zeros((1, IN.ND), np.int64), risk.out)
+        return batch_decider(cpu)(0, work, strategy.arrays(), rt, br, risk.batch_rows, order_sink(16))
+
+    step("decide (kernels/step.py)", decide)
     ev = np.zeros((1, IN.NE), np.int64)
     ev[0, IN.E_KIND], ev[0, IN.E_ID] = IN.EX_ACK, 1
     step("risk.on_exec", lambda: risk.on_exec(ev, 1))

@@ -673,20 +673,24 @@ def run_venue(cfg: VenueConfig) -> int:
     journal.write({"t": "start", "pid": os.getpid(), "cfg": cfg.to_dict(), "restored_to": restored_to, **rc})
     if rc["actions"]:
         log(f"restored {rc['actions']} actions to venue clock {restored_to} in {time.perf_counter() - t0:.2f}s")
+    # compile (or load) the matching kernels before the acceptor listens (and so before the
+    # venue says it is ready): a first order, or the cancels of a stopping run, never wait behind
+    # a compile (a cold cache took longer than bridge.cancel_timeout_s under load)
+    from replay.venue.matching import warm_kernels
+
+    t0 = time.perf_counter()
+    warm_kernels()
+    log(f"matching kernels ready in {time.perf_counter() - t0:.1f}s")
     if cfg.wall:
         # the market runs from the restored clock, or --start, or its first event
         first = engine.next_event_ts()
         if start_ns is None:
             start_ns = first if first is not None else 0
         origin = max(engine.clock_ns, start_ns)
-        # compile (or load) the matching kernels and replay up to the start before the market
-        # clock runs: neither holds up a first order while the market moves on
-        from replay.venue.matching import warm_kernels
-
+        # replay up to the start before the market clock runs
         t0 = time.perf_counter()
-        warm_kernels()
         engine.advance(origin)
-        log(f"matching kernels ready and market replayed to the start in {time.perf_counter() - t0:.1f}s")
+        log(f"market replayed to the start in {time.perf_counter() - t0:.1f}s")
         clock.start(origin)
         log(f"free-running market from {format_transact_time(origin, sdate)} at {cfg.speed:g}x wall time")
     app = VenueApplication(cfg, engine, journal, clock, sdate, sent, stored)
