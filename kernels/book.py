@@ -50,6 +50,10 @@ paged + ladders + walk jump (the default now)      5.59 4.94 4.62       12.32 10
   the same, later round                            5.39 4.24 4.47       -
   with ``BookState(packed=True)``                  4.47 4.36 4.32       10.52 10.32
 itch-book (parse + book, same file)                4.70 5.14            -
+quiet machine (load ~1), final 10M file: before    3.78 3.33            -
+  paged + ladders                                  3.57 3.42            -
+  packed                                           3.53 3.43            -
+  itch-book, parse + book (bench, best of 2)       3.43                 -
 =================================================  ===================  ===================
 
 So ~450 ns a message at this depth for ours and for itch-book alike (1.0x): both are bound by
