@@ -37,26 +37,25 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- argument types: each raises ArgumentTypeError with the reason -------------------------------
-def count(text: str) -> int:
-    """An integer >= 0."""
+def _whole(text: str, least: int) -> int:
     try:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    if n < least:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {n}" if least == 0 else
+                                         f"must be at least {least}, got {n}")
     return n
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    return _whole(text, 0)
 
 
 def positive(text: str) -> int:
     """An integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+    return _whole(text, 1)
 
 
 def locates(text: str) -> int:

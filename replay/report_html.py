@@ -74,14 +74,7 @@ def load_report(run_dir: Path | str) -> dict[str, Any]:
 
 
 # --- formatting ------------------------------------------------------------------------------------
-def fmt_ns(ns: float) -> str:
-    if ns >= 1e9:
-        return f"{ns / 1e9:.2f} s"
-    if ns >= 1e6:
-        return f"{ns / 1e6:.2f} ms"
-    if ns >= 1e3:
-        return f"{ns / 1e3:.1f} µs"
-    return f"{ns:.0f} ns"
+from pipeline.latency import fmt_ns  # noqa: E402  (one formatting of latencies: the summary's)
 
 
 def fmt_clock(ns: float) -> str:
