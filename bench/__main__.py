@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--book-messages", type=int, default=20_000_000,
                     help="messages in the book benchmark's day (0 skips the book section)")
+    ap.add_argument("--deep-messages", type=int, default=book.DEEP_MESSAGES,
+                    help="messages in the deep book day (0 skips it; 30000000 for the issue's figure)")
     ap.add_argument("--fix-orders", type=int, default=200_000,
                     help="orders in the FIX session benchmark (0 skips it and tick-to-trade)")
     args = ap.parse_args(argv)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     book_results: dict[str, dict] = {}
     if args.book_messages > 0:
         print()
-        book_results = book.section(args.book_messages, args.repeat)
+        book_results = book.section(args.book_messages, args.repeat, deep_messages=args.deep_messages)
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "latest.json").write_text(json.dumps({"when": when, "machine": machine(), "results": results,
                                                    "book": book_results}, indent=2))

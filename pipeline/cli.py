@@ -220,6 +220,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = generate(args.out, fmt=args.fmt, n_messages=args.messages, n_symbols=args.symbols,
+                           preset=None if args.preset == "shallow" else args.preset,
                            seed=args.seed)
     except ValueError as exc:  # too few messages for the symbols' set-up
         print(f"hftbot generate: error: {exc}", file=sys.stderr)
@@ -258,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("out")
     g.add_argument("--fmt", choices=("pcap", "itch"), default="pcap")
     g.add_argument("--messages", type=positive, default=1_000_000)
-    g.add_argument("--symbols", type=locates, default=64)
+    g.add_argument("--symbols", type=locates, default=None, help="symbols (default: 64 shallow, 500 deep)")
+    g.add_argument("--preset", choices=("shallow", "deep"), default="shallow",
+                   help="deep: Nasdaq-like depth (1M+ live orders mid-stream, thousands of levels on busy symbols)")
     g.add_argument("--seed", type=int, default=1)
     g.set_defaults(func=cmd_generate)
     from pipeline.train import add_arguments as _train_arguments, cmd_train
