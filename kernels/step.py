@@ -20,7 +20,7 @@ compiled at the edge (``kernels/cpu.py``, ``kernels/gpu.py``):
                            with ``njit``; the sink encodes FIX and calls ``write(2)``
 ``BatchEngine``            ``pipeline/engine.py``: the decode, book and model stages as stage
                            objects (any model backend: numba, onnxruntime, TensorRT), then
-                           ``decide`` per batch, compiled with ``njit`` (``decide_batch`` below);
+                           ``decide`` per batch, compiled with ``njit`` (``batch_decider`` below);
                            the sink collects the orders for the gateway
 ``GpuEngine``              ``kernels/gpu.py: pipeline_kernel``: decode, books and the model in
                            parallel phases (one thread per message / book shard / feature row:
@@ -29,9 +29,9 @@ compiled at the edge (``kernels/cpu.py``, ``kernels/gpu.py``):
 =========================  ===================================================================
 
 So a stage in the trading half (a new check, a hedger, a throttle) is one edit here, in
-``decide``, for all three drivers. A stage between the books and the model is an edit to
-``step_range`` (both CPU drivers: BatchEngine's market half is the same stage order through
-its stage objects, ``BatchEngine.step``) and, on the GPU, a parallel phase of its own.
+``decide``, for all three drivers. A stage in the market half (between the books and the
+model) is not: it is an edit to ``step_range`` (the per-packet driver), to ``BatchEngine.step``
+(the same order through its stage objects) and, on the GPU, a parallel phase of its own.
 
 Sinks: ``emit(sink, out, n)`` takes the ``n`` order rows that risk wrote to ``out`` (one chunk),
 returns 0 to go on or a positive code of the driver's that stops the step (the caller reads it).
