@@ -2,12 +2,14 @@
 
 ::
 
-    decode -> books + features -> feed status -> model -> decide
-    decide = strategy -> risk (in chunks of ``risk_rows`` intents; each chunk's orders to the
-             driver's order sink) -> strategy acknowledgement
+    step_range = market -> model -> decide
+    market     = decode -> books + features -> feed status
+    decide     = strategy -> risk (in chunks of ``risk_rows`` intents; each chunk's orders to the
+                 driver's order sink) -> strategy acknowledgement
 
-Two undecorated template bodies, ``step_range`` (a range of message blocks through every stage)
-and ``decide`` (the trading half: feature rows with their predictions -> orders), name the stage
+Undecorated template bodies, ``step_range`` (a range of message blocks through every stage),
+``market`` (the market half) and ``decide`` (the trading half: feature rows with their
+predictions -> orders), name the stage
 functions they call (``decode_batch``, ``apply_events``, ``feed_health``, ``predict_batch``,
 ``strategy_batch``, ``check_intents``, ``strategy_ack``) and the order sink (``emit``) as free
 globals. A driver *binds* them at its edge (``bind``): the same code object with the stage
@@ -18,10 +20,10 @@ compiled at the edge (``kernels/cpu.py``, ``kernels/gpu.py``):
 =========================  ===================================================================
 ``PacketEngine``           ``pipeline/tick.py``: ``step_range`` per MoldUDP64 packet, compiled
                            with ``njit``; the sink encodes FIX and calls ``write(2)``
-``BatchEngine``            ``pipeline/engine.py``: the decode, book and model stages as stage
-                           objects (any model backend: numba, onnxruntime, TensorRT), then
-                           ``decide`` per batch, compiled with ``njit`` (``batch_decider`` below);
-                           the sink collects the orders for the gateway
+``BatchEngine``            ``pipeline/engine.py``: ``market`` per batch, the model stage (any
+                           backend: numba, onnxruntime, TensorRT), then ``decide`` per batch,
+                           each compiled with ``njit`` (``batch_market``, ``batch_decider``
+                           below); the sink collects the orders for the gateway
 ``GpuEngine``              ``kernels/gpu.py: pipeline_kernel``: decode, books and the model in
                            parallel phases (one thread per message / book shard / feature row:
                            the same stage bodies), then ``decide`` on thread 0, compiled as a
@@ -29,9 +31,9 @@ compiled at the edge (``kernels/cpu.py``, ``kernels/gpu.py``):
 =========================  ===================================================================
 
 So a stage in the trading half (a new check, a hedger, a throttle) is one edit here, in
-``decide``, for all three drivers. A stage in the market half (between the books and the
-model) is not: it is an edit to ``step_range`` (the per-packet driver), to ``BatchEngine.step``
-(the same order through its stage objects) and, on the GPU, a parallel phase of its own.
+``decide``, for all three drivers; a stage in the market half is one edit here, in ``market``,
+for both CPU drivers, and on the GPU, whose market half runs in parallel phases (one thread
+per message, per book shard, per feature row), a phase of its own.
 
 Sinks: ``emit(sink, out, n)`` takes the ``n`` order rows that risk wrote to ``out`` (one chunk),
 returns 0 to go on or a positive code of the driver's that stops the step (the caller reads it).
@@ -64,6 +66,9 @@ _C_ERROR = _book.C_ERROR
 _G_OUT_N = _risk.G_OUT_N
 _G_ERROR = _risk.G_ERROR
 _D_OUT = _intents.D_OUT
+
+#: the feature-row arrays ``market`` writes (``work.fo``, ``work.fk``), where a driver has no Work
+MarketWork = namedtuple("MarketWork", "fo fk")
 
 #: an order sink for ``collect``: ``rows`` int64 [capacity, NI], ``n`` int64[1] (rows used)
 OrderSink = namedtuple("OrderSink", "rows n")
@@ -99,30 +104,39 @@ def decide(nf, work, strat, risk, book, risk_rows, sink):
     return ni, base, STEP_OK
 
 
-def step_range(frames, n, ev, stats, book, feat, model, scratch, strat, risk, work, risk_rows, sink, out):
-    """Message blocks ``0..n`` of ``frames`` through every stage: decode into ``ev`` (Events, the
-    event table), books + features (``book`` BookArrays; rows to ``work.fo``/``fk``), feed status
-    to risk (``risk`` RiskArrays), the model (``model`` ModelArrays; ``work.pred``) and
-    ``decide``. ``out`` (int64[5]) gets messages decoded, feature rows, intents, orders and the
-    code (``STEP_*`` or the sink's). Returns the code.
-
-    Risk and the book are handed on as ``RiskTables`` / ``BookRefs``, the bundles ``RiskStage``
-    passes, so the risk kernel is the same compiled specialization on every path."""
+def market(frames, n, ev, stats, book, feat, risk, work, out):
+    """The market half: message blocks ``0..n`` of ``frames`` decoded into ``ev`` (Events, the
+    event table), applied to the books (``book`` BookArrays; feature rows to ``work.fo``/``fk``
+    for the subscribed symbols, settings ``feat``), and the feed's status handed to risk
+    (``risk`` RiskArrays: sessions, gaps, halts, stale symbols). ``out`` gets rows decoded,
+    feature rows, events applied (``out[0..2]``). Returns ``STEP_OK`` or ``STEP_BOOK``."""
     m = decode_batch(frames, n, 0, ev, stats)  # noqa: F821 (bound)
     bev = BookEvents(ev.kind, ev.side, ev.locate, ev.ts, ev.seq, ev.ref.view(np.int64), ev.new_ref.view(np.int64),
                      ev.shares, ev.price, ev.stock.view(np.int64), ev.aux, ev.alpha)
-    nf = apply_events(m, bev, book, feat, work.fo, work.fk)[1]  # noqa: F821 (bound)
+    done, nf = apply_events(m, bev, book, feat, work.fo, work.fk)  # noqa: F821 (bound)
     out[0] = m
     out[1] = nf
-    out[2] = 0
-    out[3] = 0
+    out[2] = done
     if book.ctr[_C_ERROR] != 0:
-        out[4] = STEP_BOOK
         return STEP_BOOK
     feed_health(m, ev.sess, ev.seq, ev.locate, ev.ts, risk.g, risk.lim, risk.ls, risk.ps, risk.hs,  # noqa: F821
                 risk.ovk, risk.ovl, book.sym)
-    code = STEP_OK
-    if nf > 0:
+    return STEP_OK
+
+
+def step_range(frames, n, ev, stats, book, feat, model, scratch, strat, risk, work, risk_rows, sink, out):
+    """Message blocks ``0..n`` of ``frames`` through every stage: ``market`` (decode, books +
+    features, feed status), the model (``model`` ModelArrays; ``work.pred``) and ``decide``.
+    ``out`` (int64[5]) gets messages decoded, feature rows, intents, orders and the code
+    (``STEP_*`` or the sink's). Returns the code.
+
+    Risk and the book are handed to ``decide`` as ``RiskTables`` / ``BookRefs``, the bundles
+    ``RiskStage`` passes, so the risk kernel is the same compiled specialization on every path."""
+    code = market(frames, n, ev, stats, book, feat, risk, work, out)  # noqa: F821 (bound)
+    nf = out[1]
+    out[2] = 0
+    out[3] = 0
+    if code == STEP_OK and nf > 0:
         predict_batch(work.fo, nf, model, scratch, work.pred)  # noqa: F821 (bound)
         tables = RiskTables(risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro, risk.oh, risk.ofree, risk.st,
                             risk.rt, risk.rc)
@@ -165,6 +179,22 @@ def collect(sink, out, n):
             rows[k + r, c] = out[r, c]
     cnt[0] = k + n
     return 0
+
+
+def batch_market(k):
+    """``market`` bound to the stage functions of backend module ``k``: what ``BatchEngine``
+    calls once per batch before its model stage, as ``(frames, n, ev, stats, book, feat, risk,
+    work, out) -> code``. Compiled with ``njit`` (cached) for the CPU backend; over the cuda
+    backend's per-batch edge functions the bound body runs as Python."""
+    from kernels import cpu
+
+    fn = bind(market, f"market_batch_{k.__name__.rsplit('.', 1)[-1]}", decode_batch=k.decode_batch,
+              apply_events=k.apply_events, feed_health=k.feed_health)
+    if k is cpu:
+        from numba import njit
+
+        return njit(cache=True, nogil=True, _nrt=False)(fn)
+    return fn
 
 
 def batch_decider(k):

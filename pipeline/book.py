@@ -204,6 +204,12 @@ class BookStage:
         if t is not self._table:  # an event table's columns never change: one bundle per table
             self._table, self._ev = t, book_events(c)
         done, nf = self.k.apply_events(n, self._ev, self.state.arrays(), self.feature_conf(), self.fo, self.fk)
+        return self.applied(t, done, nf)
+
+    def applied(self, t: EventTable, done: int, nf: int) -> FeatureBatch:
+        """After ``apply_events`` ran on ``t`` (here, or in a fused step): ``BookCapacityError``
+        naming the key to raise if the books filled; the feature rows written."""
+        c = t.cols
         err = int(self.state.ctr[B.C_ERROR])
         if err:
             at = int(self.state.ctr[B.C_ERROR_EVENT])
@@ -212,7 +218,7 @@ class BookStage:
                    B.ERR_FEATURES_FULL: "feature rows per batch"}.get(err, f"error {err}")
             raise BookCapacityError(f"{key} exceeded at event seq {int(c['seq'][at])} (ts {int(c['ts'][at])}); "
                                     f"raise it in the config")
-        if done < n:
+        if done < t.n:
             self.stopped = True  # reached stop_ts
         return FeatureBatch(self.fo, self.fk, int(nf))
 

@@ -29,7 +29,7 @@ clean stop, ``finish`` collects device state, and ``snapshot`` gives the report'
 
 Latency figures (``lat``, HdrHistograms in ns): a driver records per message or per packet
 where it can (the per-packet driver's tick-to-trade), and otherwise records *one value per
-batch* with a name that says so (``decode_batch_avg_per_msg``: the batch's time divided by its
+batch* with a name that says so (``market_batch_avg_per_msg``: the batch's time divided by its
 messages, counted once per batch), never a batch average repeated once per message.
 """
 
@@ -46,13 +46,14 @@ from omegaconf import DictConfig
 from kernels import intents as IN
 from kernels import risk as R
 from kernels.state import Work
-from kernels.step import STEP_RISK_FULL, batch_decider, order_sink
+from kernels.step import STEP_RISK_FULL, MarketWork, batch_decider, batch_market, order_sink
 from kernels.memory import prefault
 from pipeline.book import BookStage, BookState
 from pipeline.latency import Latencies
 from pipeline.risk import RiskStage
 from pipeline.stages import DecodeStage
 from pipeline.strategy import IntentBatch, model_and_strategy
+from replay.capture import MessageBatch
 from replay.report import FeatureSummary, IntentSummary, book_summary
 
 #: the kill reasons the run control can request (kernels/risk.py KILL_*)
@@ -124,7 +125,8 @@ class _Gateway:
 
 
 class BatchEngine(_Gateway):
-    """The stage objects, one compiled call per stage per batch."""
+    """Per batch: the step's market half and trading half (``kernels/step.py``), each one compiled
+    call, with the model stage (any backend) between them; the stage objects hold the state."""
 
     name = "batch"
 
@@ -141,8 +143,11 @@ class BatchEngine(_Gateway):
         self.fsum = FeatureSummary()
         self.isum = IntentSummary()
         self.last_ts = 0
-        #: the step's trading half bound to this backend (``kernels/step.py: batch_decider``)
+        #: the step's market and trading halves bound to this backend (``kernels/step.py``)
+        self._marketer = batch_market(stages.decode.k)
         self._decider = batch_decider(stages.risk.k)
+        self._mwork = MarketWork(stages.books.fo, stages.books.fk)
+        self._mout = np.zeros(3, np.int64)
         self._res = np.zeros((0, IN.ND), np.int64)
         self._sink = order_sink(0)
 
@@ -152,12 +157,12 @@ class BatchEngine(_Gateway):
         nothing changes in any state. Returns seconds per stage."""
         s = self.s
         times: dict[str, float] = {}
-        empty = dataclasses.replace(first_batch, n=0) if first_batch is not None else None
-        if empty is not None:
-            _timed("decode", lambda: s.decode(empty), times, log)
-        s.decode.table.n = 0
-        _timed("books + features", lambda: s.books(s.decode.table), times, log)
+        # no batch yet (live): an empty one with the readers' column types (replay/capture.py)
+        empty = dataclasses.replace(first_batch, n=0) if first_batch is not None else MessageBatch(
+            np.zeros(1, np.uint8), np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.uint64),
+            np.zeros(1, np.uint16), np.zeros(1, np.int64), 0)
         _timed("risk", s.risk.warm, times, log)
+        _timed("decode + books + feed status (market)", lambda: self._market(empty), times, log)
         if s.model is not None:
             _timed("model", lambda: s.model.warm(s.books.fo), times, log)
         if s.strategy is not None:
@@ -174,12 +179,9 @@ class BatchEngine(_Gateway):
     def step(self, batch: Any) -> int:
         s, gw, lat = self.s, self.gw, self.lat
         ta = time.perf_counter_ns()
-        events = s.decode(batch)
-        tb = time.perf_counter_ns()
-        fb = s.books(events)
+        events, fb = self._market(batch)
         tc = time.perf_counter_ns()
         self.fsum.add(fb)
-        s.risk.on_events(events)
         if self.live_sync is not None:
             self.live_sync()
         self.service_kill(ta)
@@ -205,13 +207,26 @@ class BatchEngine(_Gateway):
             if events.n:
                 gw.publish(self.last_ts)
         n = max(events.n, 1)
-        lat.record("decode_batch_avg_per_msg", (tb - ta) // n, 1, "decode: batch time / messages, one value per batch")
-        lat.record("book_batch_avg_per_msg", (tc - tb) // n, 1,
-                   "books + features: batch time / messages, one value per batch")
+        lat.record("market_batch_avg_per_msg", (tc - ta) // n, 1,
+                   "decode + books + features + feed status (kernels/step.py market): batch time / messages, "
+                   "one value per batch")
         if s.model is not None:
             lat.record("model_batch", tf - td, 1, "model, per batch")
         lat.record("batch_total", time.perf_counter_ns() - ta, 1, f"whole step, per batch of <= {events.capacity:,} msgs")
         return self.last_ts
+
+    def _market(self, batch: Any) -> tuple[Any, Any]:
+        """The market half of the step (``kernels/step.py: market``: decode -> books + features
+        -> feed status) on one batch. Returns the event table and the feature batch."""
+        s = self.s
+        d, b = s.decode, s.books
+        code = self._marketer(d.frames(batch), batch.n, d.events(), d.stats, b.state.arrays(), b.feature_conf(),
+                              s.risk.arrays(), self._mwork, self._mout)
+        d.table.n = int(self._mout[0])
+        fb = b.applied(d.table, int(self._mout[2]), int(self._mout[1]))  # raises on a book capacity error
+        if code != 0:
+            raise RuntimeError(f"market step stopped with code {code}")
+        return d.table, fb
 
     def _decide(self, fb: Any, preds: Any) -> tuple[IntentBatch, np.ndarray]:
         """The trading half of the step (``kernels/step.py: decide``: strategy -> risk -> ack) on

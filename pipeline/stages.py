@@ -28,8 +28,16 @@ class DecodeStage:
 
     def __call__(self, batch: MessageBatch) -> EventTable:
         t = self.table
-        if batch.n > t.capacity:
-            raise RuntimeError(f"batch of {batch.n} messages exceeds the event table ({t.capacity})")
-        frames = Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx)
-        t.n = int(self.k.decode_batch(frames, batch.n, 0, self._ev, self.stats))
+        t.n = int(self.k.decode_batch(self.frames(batch), batch.n, 0, self._ev, self.stats))
         return t
+
+    def frames(self, batch: MessageBatch) -> Frames:
+        """``batch`` as the Frames bundle decode reads (it must fit the event table)."""
+        if batch.n > self.table.capacity:
+            raise RuntimeError(f"batch of {batch.n} messages exceeds the event table ({self.table.capacity})")
+        return Frames(batch.buf, batch.off, batch.length, batch.seq, batch.sess, batch.rx)
+
+    def events(self) -> Events:
+        """The event table's columns as the Events bundle decode writes (fused steps decode into it
+        too: set ``table.n`` to the rows they wrote)."""
+        return self._ev

@@ -30,7 +30,7 @@ from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health,
 from kernels.intents import ND, NI
 from kernels.memory import prefault
 from kernels.state import Events, Frames, ModelScratch, TickSession, Work
-from kernels.step import STEP_BOOK, STEP_RISK_FULL, bind, decide, step_range
+from kernels.step import STEP_BOOK, STEP_RISK_FULL, bind, decide, market, step_range
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _write = _libc.write
@@ -111,8 +111,10 @@ def emit_write(sink, out, no):
 #: the step (``kernels/step.py``) bound to the CPU stage kernels and the FIX write sink
 _decide_packet = njit(nogil=True)(bind(decide, "decide_packet", strategy_batch=strategy_batch,
                                        check_intents=check_intents, strategy_ack=strategy_ack, emit=emit_write))
-step_packet = njit(nogil=True)(bind(step_range, "step_packet", decode_batch=decode_batch, apply_events=apply_events,
-                                    feed_health=feed_health, predict_batch=predict_batch, decide=_decide_packet))
+_market_packet = njit(nogil=True)(bind(market, "market_packet", decode_batch=decode_batch, apply_events=apply_events,
+                                      feed_health=feed_health))
+step_packet = njit(nogil=True)(bind(step_range, "step_packet", market=_market_packet, predict_batch=predict_batch,
+                                    decide=_decide_packet))
 
 
 @njit(nogil=True)

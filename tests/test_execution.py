@@ -370,7 +370,7 @@ def test_the_whole_replay_trades_and_our_positions_equal_the_venues(tmp_path, pe
     assert set(ex["venue"]["acks"].values()) <= {1}
     # per packet: tick-to-trade per packet; in batches only per-batch figures, named as such
     assert ("tick_to_trade" if per_packet else "batch_to_trade") in rep["latency"]
-    assert ("tick_no_order" if per_packet else "decode_batch_avg_per_msg") in rep["latency"]
+    assert ("tick_no_order" if per_packet else "market_batch_avg_per_msg") in rep["latency"]
     assert rep["run"]["status"] == "completed" and rep["run"]["engine"] == ("per_packet" if per_packet else "batch")
     assert any(line.startswith("fix ") for line in lines)
     assert (tmp_path / "run" / "report.json").is_file()

@@ -263,7 +263,7 @@ def test_per_batch_figures_are_recorded_once_per_batch_and_say_so(tmp_path):
     for name, s in lat.items():
         if "batch" in name:
             assert s["count"] <= batches and "per batch" in s["what"], (name, s)
-    assert lat["decode_batch_avg_per_msg"]["count"] == batches
+    assert lat["market_batch_avg_per_msg"]["count"] == batches
     assert rep["timing"]["replay_s"] < rep["timing"]["total_s"]
 
 

@@ -112,7 +112,9 @@ def test_every_driver_compiles_the_one_body():
     from pipeline import tick
 
     assert tick.step_packet.py_func.__code__ is S.step_range.__code__
+    assert tick._market_packet.py_func.__code__ is S.market.__code__
     assert S.batch_decider(cpu).py_func.__code__ is S.decide.__code__
+    assert S.batch_market(cpu).py_func.__code__ is S.market.__code__
 
 
 def test_the_gpu_kernel_compiles_the_one_body():
