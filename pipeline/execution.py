@@ -74,7 +74,8 @@ class Execution:
         self.hedges = 0
         self._t_end_drain = 0.0
         self._market_clock = 0
-        self.port = 0
+        self.port: int | None = None   # chosen by launch_venue or prepare
+        self._venue_t0 = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -86,7 +87,8 @@ class Execution:
         if v.enabled:
             from replay.venue.process import free_port
 
-            self.port = int(v.port) or free_port(b.host)
+            if self.port is None:
+                self.port = int(v.port) or free_port(b.host)
         else:
             self.port = int(b.port)
         bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"
@@ -99,39 +101,52 @@ class Execution:
                                 password_env=str(b.password_env))
         self.bridge.warm_up()
 
-    def start(self) -> None:
-        """Start the venue (when local), log on, and keep the session alive from a thread while
-        the run loop is busy (``FixBridge.start_keepalive``)."""
-        self.prepare()
+    def launch_venue(self) -> None:
+        """Start the local venue process (``venue.enabled``) without waiting for it: it compiles
+        its matching kernels on the other core while the run compiles its own. Nothing connects
+        to it before ``start``."""
         b, v = self.b, self.v
-        port = self.port
-        if v.enabled:
-            from replay.simclock import SimClock
-            from replay.venue.process import VenueProcess
+        if not v.enabled or self.venue is not None:
+            return
+        from replay.simclock import SimClock
+        from replay.venue.process import VenueProcess, free_port
 
-            vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"
-            clock_path = self.run_dir / "fix" / "simclock"
-            self.clock = SimClock(clock_path, create=True)
-            self.venue = VenueProcess(self.capture, port, vdir, clock_path,
-                                      entry_latency_ns=int(v.entry_latency_ns),
-                                      response_latency_ns=int(v.response_latency_ns),
-                                      sender=str(v.sender_comp_id), target=str(v.target_comp_id),
-                                      session_date=self.date, heartbeat=int(v.heartbeat_s),
-                                      # the venue's own replayed book: sized like ours
-                                      max_orders=int(self.cfg.book.max_orders), max_levels=int(self.cfg.book.max_levels),
-                                      max_symbols=int(self.cfg.book.max_symbols),
-                                      start_timeout_s=float(v.start_timeout_s))
+        if self.port is None:
+            self.port = int(v.port) or free_port(b.host)
+        vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"
+        clock_path = self.run_dir / "fix" / "simclock"
+        self.clock = SimClock(clock_path, create=True)
+        self.venue = VenueProcess(self.capture, self.port, vdir, clock_path,
+                                  entry_latency_ns=int(v.entry_latency_ns),
+                                  response_latency_ns=int(v.response_latency_ns),
+                                  sender=str(v.sender_comp_id), target=str(v.target_comp_id),
+                                  session_date=self.date, heartbeat=int(v.heartbeat_s),
+                                  # the venue's own replayed book: sized like ours
+                                  max_orders=int(self.cfg.book.max_orders), max_levels=int(self.cfg.book.max_levels),
+                                  max_symbols=int(self.cfg.book.max_symbols),
+                                  start_timeout_s=float(v.start_timeout_s))
+        self._venue_t0 = time.perf_counter()
+        self.venue.spawn()
+
+    def start(self) -> None:
+        """Start the venue (when local; ``launch_venue`` may have started it already), wait
+        until it listens, log on, and keep the session alive from a thread while the run loop is
+        busy (``FixBridge.start_keepalive``)."""
+        self.launch_venue()
+        self.prepare()
+        if self.venue is not None:
             t = time.perf_counter()
-            self.venue.start()
-            self.log(f"venue      simulator on 127.0.0.1:{port} (pid {self.venue.pid}, "
-                     f"{time.perf_counter() - t:.1f} s to start)")
+            self.venue.wait_ready()
+            self.log(f"venue      simulator on 127.0.0.1:{self.port} (pid {self.venue.pid}, ready "
+                     f"{time.perf_counter() - self._venue_t0:.1f} s after launch, waited {time.perf_counter() - t:.1f} s)")
         try:
             self.bridge.start()
         except FixError:
             self.stop()
             raise
         self.bridge.start_keepalive()
-        self.log(f"fix        logged on {b.sender_comp_id} -> {b.target_comp_id} at {b.host}:{port} "
+        b = self.b
+        self.log(f"fix        logged on {b.sender_comp_id} -> {b.target_comp_id} at {b.host}:{self.port} "
                  f"(ClOrdID prefix {self.bridge.prefix_str}, session date {self.date})")
 
     def stop(self) -> None:

@@ -165,13 +165,17 @@ def _run(r: Run, signals: bool) -> None:
     r.progress.stage("compile", "compiling (or loading from the numba cache)")
     it = iter(r.reader)
     first = None if live else next(it, None)   # frames the first chunk (compiles the framing kernels)
+    if cfg.bridge.enabled:
+        r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path, engine.book.sym,
+                         engine.risk, log, on_exec=engine.exec_sink)
+        # the local venue starts now and compiles its own kernels on the other core meanwhile;
+        # nothing connects to it before everything here is compiled
+        r.ex.launch_venue()
     times = engine.warm(first, log)
     if cfg.bridge.enabled:
         # the bridge, built but not connected: its codec compiled, its tables faulted in
         t = time.perf_counter()
         log("compile    fix codec ...")
-        r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path, engine.book.sym,
-                         engine.risk, log, on_exec=engine.exec_sink)
         r.ex.prepare()
         times["fix codec"] = time.perf_counter() - t
         times.update(engine.prepare(r.ex, log))

@@ -128,11 +128,15 @@ class VenueProcess:
     def start(self) -> "VenueProcess":
         """Start the process; return once its acceptor listens. Raises VenueStartError with the
         process's stderr tail if it exits or does not get there in ``start_timeout_s``."""
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> "VenueProcess":
+        """Start the process and return at once (it compiles and replays its set-up on its own
+        core meanwhile); ``wait_ready`` waits until its acceptor listens."""
         if self.alive():
             raise RuntimeError(f"venue already running (pid {self.proc.pid})")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        ready = self.state_dir / "venue.ready"
-        ready.unlink(missing_ok=True)
+        (self.state_dir / "venue.ready").unlink(missing_ok=True)
         repo = Path(__file__).resolve().parents[2]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -142,7 +146,12 @@ class VenueProcess:
                                          cwd=str(repo), start_new_session=True,
                                          preexec_fn=lambda: _child_setup(parent))
         self.starts += 1
-        deadline = time.monotonic() + self.start_timeout_s
+        self._deadline = time.monotonic() + self.start_timeout_s
+        return self
+
+    def wait_ready(self) -> "VenueProcess":
+        """Wait (``start_timeout_s`` from ``spawn``) until the spawned process listens."""
+        ready = self.state_dir / "venue.ready"
         while True:
             rc = self.proc.poll()
             if rc is not None:
@@ -155,7 +164,7 @@ class VenueProcess:
                     pid = -1
                 if pid == self.proc.pid:
                     return self
-            if time.monotonic() > deadline:
+            if time.monotonic() > self._deadline:
                 self.kill()
                 raise VenueStartError(f"venue did not listen on port {self.port} within {self.start_timeout_s:.0f}s:"
                                       f"\n{self.stderr_tail()}")
