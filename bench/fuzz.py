@@ -77,6 +77,20 @@ def _record_reason_index(code):
 
 
 @njit(cache=True)
+def _account_block(t, blen, item_len, acct):
+    """A delivered message block of type ``t``, ``blen`` bytes (+2 for its length): decoded, an
+    unknown type or a length the type does not have."""
+    want = ITCH_LENGTH[t]
+    if want == 0:
+        acct[A_UNKNOWN_TYPE] += 2 + blen
+    elif want != blen:
+        acct[A_BAD_LENGTH] += 2 + blen
+    else:
+        acct[A_DECODED] += 2 + blen
+        item_len[t] += 1
+
+
+@njit(cache=True)
 def _account_pcap(buf, end, little, linktype, kpos, pay_off, pay_len, n_pay, msg_off, msg_len, n_msg,
                   item_len, acct, check):
     """Walk the pcap image ``buf[:end]`` again and put every byte in one class of ``acct``.
@@ -139,15 +153,7 @@ def _account_pcap(buf, end, little, linktype, kpos, pay_off, pay_len, n_pay, msg
                         if msg_len[im] != blen:
                             return 3
                         im += 1
-                        t = buf[o + 2]
-                        want = ITCH_LENGTH[t]
-                        if want == 0:
-                            acct[A_UNKNOWN_TYPE] += 2 + blen
-                        elif want != blen:
-                            acct[A_BAD_LENGTH] += 2 + blen
-                        else:
-                            acct[A_DECODED] += 2 + blen
-                            item_len[t] += 1
+                        _account_block(buf[o + 2], blen, item_len, acct)
                     else:  # not delivered: a duplicate (or an empty block, 2 bytes)
                         acct[A_DUP_OR_EMPTY] += 2 + blen
                     o += 2 + blen
@@ -184,15 +190,7 @@ def _account_binaryfile(buf, end, n_msg, msg_off, msg_len, kpos, eos, item_len, 
         if im >= n_msg or msg_off[im] != pos + 2 or msg_len[im] != blen:
             return 3
         im += 1
-        t = buf[pos + 2]
-        want = ITCH_LENGTH[t]
-        if want == 0:
-            acct[A_UNKNOWN_TYPE] += 2 + blen
-        elif want != blen:
-            acct[A_BAD_LENGTH] += 2 + blen
-        else:
-            acct[A_DECODED] += 2 + blen
-            item_len[t] += 1
+        _account_block(buf[pos + 2], blen, item_len, acct)
         pos += 2 + blen
     if eos or pos != kpos or im != n_msg:
         return 4
