@@ -264,35 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deep: Nasdaq-like depth (1M+ live orders mid-stream, thousands of levels on busy symbols)")
     g.add_argument("--seed", type=int, default=1)
     g.set_defaults(func=cmd_generate)
-    from pipeline.train import add_arguments as _train_arguments, cmd_train
-
-    tr = sub.add_parser("train", help="train the model: replay a feed, fit a small MLP (PyTorch, CPU), "
-                        "write ONNX + JSON sidecar, print out-of-sample metrics")
-    _train_arguments(tr)
-    tr.set_defaults(func=cmd_train)
+    from pipeline.compare import add_arguments as compare_arguments, cmd_compare
     from pipeline.risk import add_kill_arguments, cmd_kill
+    from pipeline.sweep import add_arguments as sweep_arguments, cmd_sweep
+    from pipeline.train import add_arguments as train_arguments, cmd_train
+    from replay.report_html import add_arguments as report_arguments, cmd_report
 
-    kl = sub.add_parser("kill", help="engage the kill switch of a running pipeline: touch its kill file "
-                        "(risk.kill.file) and/or send SIGUSR1 to --pid")
-    add_kill_arguments(kl)
-    kl.set_defaults(func=cmd_kill)
-    from pipeline.compare import add_arguments as _compare_arguments, cmd_compare
-
-    cp = sub.add_parser("compare", help="put runs side by side: config differences, PnL, fills, rejects, "
-                        "latency percentiles; a table, and one HTML page with --html OUT")
-    _compare_arguments(cp)
-    cp.set_defaults(func=cmd_compare)
-    from replay.report_html import add_arguments as _report_arguments, cmd_report
-
-    rp = sub.add_parser("report", help="(re)write report.html and its PNG plots in a run directory")
-    _report_arguments(rp)
-    rp.set_defaults(func=cmd_report)
-    from pipeline.sweep import add_arguments as _sweep_arguments, cmd_sweep
-
-    sw = sub.add_parser("sweep", help="parameter and data sweeps (Hydra multirun syntax x captures), local or on "
-                        "Ray: one table (Parquet, CSV) and one comparison page")
-    _sweep_arguments(sw)
-    sw.set_defaults(func=cmd_sweep)
+    # the commands whose modules define their own arguments: (name, help, add_arguments, command)
+    for name, text, add_arguments, func in (
+            ("train", "train the model: replay a feed, fit a small MLP (PyTorch, CPU), write ONNX + JSON sidecar, "
+                      "print out-of-sample metrics", train_arguments, cmd_train),
+            ("kill", "engage the kill switch of a running pipeline: touch its kill file (risk.kill.file) and/or "
+                     "send SIGUSR1 to --pid", add_kill_arguments, cmd_kill),
+            ("compare", "put runs side by side: config differences, PnL, fills, rejects, latency percentiles; a "
+                        "table, and one HTML page with --html OUT", compare_arguments, cmd_compare),
+            ("report", "(re)write report.html and its PNG plots in a run directory", report_arguments, cmd_report),
+            ("sweep", "parameter and data sweeps (Hydra multirun syntax x captures), local or on Ray: one table "
+                      "(Parquet, CSV) and one comparison page", sweep_arguments, cmd_sweep)):
+        sp = sub.add_parser(name, help=text)
+        add_arguments(sp)
+        sp.set_defaults(func=func)
     return p
 
 
