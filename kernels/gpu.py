@@ -441,18 +441,33 @@ def _fail(ctl, code, batch):
 
 
 @cuda.jit(device=True)
+def _emit_ring(rings, out, no):
+    """Risk's ``no`` order rows in ``out`` to the mapped orders ring, waiting for space. 0, or
+    ``ERR_RING_FULL``. The GPU driver's order sink (``kernels/step.py``), and where the orders
+    risk makes from execution reports go (``_exec_pending``)."""
+    ctl = rings.ctl
+    oring = rings.oring
+    if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, oring.shape[0], no):
+        return _R.ERR_RING_FULL
+    head = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
+    cuda.threadfence_system()
+    ctl[_R.CTL_ORD_HEAD] = head
+    return 0
+
+
+@cuda.jit(device=True)
 def _exec_pending(rings, risk, out, book, risk_rows):
     """Thread 0: apply the execution events the host published to the exec ring since the last
     call, in order, with risk's ``apply_exec`` (chunks of at most ``risk_rows`` events, as
     ``RiskStage.on_exec``; a chunk never wraps the ring), publishing risk's own orders (hedges,
     cancels) to the orders ring. Returns 0 or an ``ERR_*`` code."""
-    ctl, bq, iring, oring, ering = rings
+    ctl = rings.ctl
+    ering = rings.ering
     g = risk.g
     cuda.threadfence_system()
     head = ctl[_R.CTL_EX_HEAD]
     tail = ctl[_R.CTL_EX_TAIL]
     ecap = ering.shape[0]
-    ocap = oring.shape[0]
     while tail < head:
         s = tail % ecap
         m = min(risk_rows, head - tail, ecap - s)
@@ -460,12 +475,9 @@ def _exec_pending(rings, risk, out, book, risk_rows):
         _apply_exec(m, ering[s:], out, risk, book)
         if g[_risk.G_ERROR] != 0:
             return _R.ERR_RISK_OUT
-        no = g[_risk.G_OUT_N]
-        if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, ocap, no):
-            return _R.ERR_RING_FULL
-        oh_ = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
-        cuda.threadfence_system()
-        ctl[_R.CTL_ORD_HEAD] = oh_
+        e = _emit_ring(rings, out, g[_risk.G_OUT_N])
+        if e != 0:
+            return e
         tail += m
         ctl[_R.CTL_EX_TAIL] = tail
     return 0
@@ -558,20 +570,6 @@ def _predict_one(r, work, model, h):
     in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off, act = model
     work.pred[r] = _predict_row(work.fo, r, in_col, in_rel, in_scale, in_shift, n_layers, dims, w, w_off, b, b_off,
                                 act, h)
-
-
-@cuda.jit(device=True)
-def _emit_ring(rings, out, no):
-    """The GPU driver's order sink (``kernels/step.py``): risk's ``no`` order rows of a chunk to
-    the mapped orders ring, waiting for space. 0, or ``ERR_RING_FULL``."""
-    ctl = rings.ctl
-    oring = rings.oring
-    if not _wait_space(ctl, _R.CTL_ORD_HEAD, _R.CTL_ORD_TAIL, oring.shape[0], no):
-        return _R.ERR_RING_FULL
-    head = _R.push_rows(oring, ctl[_R.CTL_ORD_HEAD], out, 0, no)
-    cuda.threadfence_system()
-    ctl[_R.CTL_ORD_HEAD] = head
-    return 0
 
 
 #: the trading half of the step (``kernels/step.py: decide``), bound to the device stage
