@@ -83,14 +83,8 @@ class Execution:
         The run calls this while it compiles, before anything connects."""
         if self.bridge is not None:
             return
-        b, v = self.b, self.v
-        if v.enabled:
-            from replay.venue.process import free_port
-
-            if self.port is None:
-                self.port = int(v.port) or free_port(b.host)
-        else:
-            self.port = int(b.port)
+        b = self.b
+        self._choose_port()
         bdir = Path(b.state_dir) if b.state_dir else self.run_dir / "fix" / "bridge"
         self.bridge = FixBridge(host=str(b.host), port=self.port, sender=str(b.sender_comp_id),
                                 target=str(b.target_comp_id), state_dir=bdir, sym=self.sym, date=self.date,
@@ -101,18 +95,29 @@ class Execution:
                                 password_env=str(b.password_env))
         self.bridge.warm_up()
 
+    def _choose_port(self) -> int:
+        """The counterparty's port, chosen once: the local venue's (``venue.port``, or a free
+        one), else ``bridge.port``."""
+        if self.port is None:
+            if self.v.enabled:
+                from replay.venue.process import free_port
+
+                self.port = int(self.v.port) or free_port(self.b.host)
+            else:
+                self.port = int(self.b.port)
+        return self.port
+
     def launch_venue(self) -> None:
         """Start the local venue process (``venue.enabled``) without waiting for it: it compiles
         its matching kernels on the other core while the run compiles its own. Nothing connects
         to it before ``start``."""
-        b, v = self.b, self.v
+        v = self.v
         if not v.enabled or self.venue is not None:
             return
         from replay.simclock import SimClock
-        from replay.venue.process import VenueProcess, free_port
+        from replay.venue.process import VenueProcess
 
-        if self.port is None:
-            self.port = int(v.port) or free_port(b.host)
+        self._choose_port()
         vdir = Path(v.state_dir) if v.state_dir else self.run_dir / "fix" / "venue"
         clock_path = self.run_dir / "fix" / "simclock"
         self.clock = SimClock(clock_path, create=True)
