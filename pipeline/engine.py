@@ -2,17 +2,19 @@
 
 The step is described once, in ``kernels/step.py``::
 
-    decode -> books + features -> feed status to risk -> model -> decide
-    decide = strategy -> risk (chunks; orders to the driver's sink) -> strategy acknowledgement
+    step_range = market -> model -> decide
+    market     = decode -> books + features -> feed status to risk
+    decide     = strategy -> risk (chunks; orders to the driver's sink) -> strategy acknowledgement
 
 and every driver is built from that description: it binds the step's template bodies to its
 backend's stage functions and its own order sink, and compiles them at its edge. Execution
 reports are applied between batches. What differs is where the step runs:
 
 =========================  ==============================================================
-``BatchEngine``            decode, books and model through the stage objects (any model
-                           backend), then ``decide`` compiled (``njit``) once per batch;
-                           the cuda backend's per-stage kernels for live runs
+``BatchEngine``            ``market`` and ``decide`` compiled (``njit``) once per batch,
+                           the model stage (any backend) between them; over the cuda
+                           backend's per-stage kernels (live runs) the bound bodies run as
+                           Python
 ``PacketEngine``           ``step_range`` per MoldUDP64 packet in one compiled loop, the
                            sink encoding FIX and writing it (``pipeline/tick.py``)
 ``GpuEngine``              the one-kernel GPU-resident pipeline (``pipeline/gpu.py``):
