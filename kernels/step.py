@@ -181,39 +181,36 @@ def collect(sink, out, n):
     return 0
 
 
-def batch_market(k):
-    """``market`` bound to the stage functions of backend module ``k``: what ``BatchEngine``
-    calls once per batch before its model stage, as ``(frames, n, ev, stats, book, feat, risk,
-    work, out) -> code``. Compiled with ``njit`` (cached) for the CPU backend; over the cuda
-    backend's per-batch edge functions the bound body runs as Python."""
+def _batch_binding(k, template, **stages):
+    """``template`` bound for ``BatchEngine`` on backend module ``k`` (``kernels.cpu`` or
+    ``kernels.gpu``): compiled with ``njit`` (cached) for the CPU backend. The cuda backend's
+    per-batch edge functions take host arrays and launch a kernel each, so there the bound body
+    runs as Python over them: the same body, each stage on the device."""
     from kernels import cpu
 
-    fn = bind(market, f"market_batch_{k.__name__.rsplit('.', 1)[-1]}", decode_batch=k.decode_batch,
-              apply_events=k.apply_events, feed_health=k.feed_health)
+    fn = bind(template, f"{template.__name__}_batch_{k.__name__.rsplit('.', 1)[-1]}", **stages)
     if k is cpu:
         from numba import njit
 
         return njit(cache=True, nogil=True, _nrt=False)(fn)
     return fn
+
+
+def batch_market(k):
+    """``market`` bound to backend ``k``'s stage functions: what ``BatchEngine`` calls once per
+    batch before its model stage, as ``(frames, n, ev, stats, book, feat, risk, work, out) ->
+    code``."""
+    return _batch_binding(k, market, decode_batch=k.decode_batch, apply_events=k.apply_events,
+                          feed_health=k.feed_health)
 
 
 def batch_decider(k):
-    """``decide`` bound to the stage functions of backend module ``k`` (``kernels.cpu`` or
-    ``kernels.gpu``) and the ``collect`` sink: what ``BatchEngine`` calls once per batch after its
-    model stage, as ``(nf, work, strat, risk, book, risk_rows, sink) -> (intents, orders, code)``
-    with ``risk`` RiskTables and ``book`` BookRefs. For the CPU backend it is compiled with
-    ``njit`` (cached). The cuda backend's per-batch edge functions take host arrays and launch
-    a kernel each, so there the bound body runs as Python over them: the same body, each stage
-    on the device."""
-    from kernels import cpu
-
-    fn = bind(decide, f"decide_batch_{k.__name__.rsplit('.', 1)[-1]}", strategy_batch=k.strategy_batch,
-              check_intents=k.check_intents, strategy_ack=k.strategy_ack, emit=collect)
-    if k is cpu:
-        from numba import njit
-
-        return njit(cache=True, nogil=True, _nrt=False)(fn)
-    return fn
+    """``decide`` bound to backend ``k``'s stage functions and the ``collect`` sink: what
+    ``BatchEngine`` calls once per batch after its model stage, as ``(nf, work, strat, risk,
+    book, risk_rows, sink) -> (intents, orders, code)`` with ``risk`` RiskTables and ``book``
+    BookRefs."""
+    return _batch_binding(k, decide, strategy_batch=k.strategy_batch, check_intents=k.check_intents,
+                          strategy_ack=k.strategy_ack, emit=collect)
 
 
 def order_sink(rows: int, cols: int = _intents.NI) -> OrderSink:
