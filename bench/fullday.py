@@ -51,9 +51,16 @@ def loadavg() -> str:
 
 def tree_rss(root_pid: int) -> dict[int, tuple[str, int]]:
     """pid -> (command name, resident bytes) for ``root_pid`` and its descendants."""
+    return {pid: (comm, rss) for pid, (comm, rss, _) in tree_stat(root_pid).items()}
+
+
+def tree_stat(root_pid: int) -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, resident bytes, CPU seconds so far) for ``root_pid`` and its
+    descendants."""
     children: dict[int, list[int]] = {}
-    info: dict[int, tuple[str, int]] = {}
+    info: dict[int, tuple[str, int, float]] = {}
     page = os.sysconf("SC_PAGE_SIZE")
+    hz = os.sysconf("SC_CLK_TCK")
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -64,11 +71,12 @@ def tree_rss(root_pid: int) -> dict[int, tuple[str, int]]:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses
         comm = stat[stat.index("(") + 1: stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        rest = stat[stat.rindex(")") + 2:].split()
+        ppid = int(rest[1])
         pid = int(d.name)
         children.setdefault(ppid, []).append(pid)
-        info[pid] = (comm, int(statm[1]) * page)
-    out: dict[int, tuple[str, int]] = {}
+        info[pid] = (comm, int(statm[1]) * page, (int(rest[11]) + int(rest[12])) / hz)  # utime + stime
+    out: dict[int, tuple[str, int, float]] = {}
     todo = [root_pid]
     while todo:
         p = todo.pop()
@@ -86,6 +94,7 @@ class Sampler(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_sum = 0
         self.peak_by_pid: dict[int, tuple[str, int]] = {}
+        self.cpu_by_pid: dict[int, tuple[str, float]] = {}   # at the last sample
         self.samples = 0
         self.series: list[tuple[float, int]] = []   # (seconds since start, tree RSS bytes)
         self._t0 = time.perf_counter()
@@ -97,9 +106,12 @@ class Sampler(threading.Thread):
             self._halt.wait(self.every)
 
     def sample(self) -> None:
-        t = tree_rss(self.pid)
-        if not t:
+        st = tree_stat(self.pid)
+        if not st:
             return
+        t = {pid: (comm, rss) for pid, (comm, rss, _) in st.items()}
+        for pid, (comm, _, cpu) in st.items():
+            self.cpu_by_pid[pid] = (comm, cpu)
         self.samples += 1
         total = sum(rss for _, rss in t.values())
         self.series.append((round(time.perf_counter() - self._t0, 1), total))
@@ -113,7 +125,7 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def ensure_day(path: Path, messages: int, seed: int, log=print) -> dict:
+def ensure_day(path: Path, messages: int, seed: int, log=print, preset: str = "deep") -> dict:
     """The deep day at ``path`` (generated unless present) and its generator summary."""
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
@@ -123,10 +135,10 @@ def ensure_day(path: Path, messages: int, seed: int, log=print) -> dict:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    log(f"generating {path}: {messages:,} messages, deep preset, seed {seed} (load {loadavg()})")
+    log(f"generating {path}: {messages:,} messages, {preset} preset, seed {seed} (load {loadavg()})")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    s = generate(tmp, fmt="itch", n_messages=messages, preset="deep", seed=seed)
+    s = generate(tmp, fmt="itch", n_messages=messages, preset=None if preset == "shallow" else preset, seed=seed)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     tmp.replace(path)
@@ -173,6 +185,8 @@ def run_day(path: Path, out_dir: Path, extra: list[str], log=print) -> dict:
         "peak_rss_by_process_mb": {f"{comm} ({pid})": round(rss / 2**20, 1)
                                    for pid, (comm, rss) in sorted(sampler.peak_by_pid.items(), key=lambda kv: -kv[1][1])
                                    if rss > 32 << 20},
+        "cpu_s_by_process_until_last_sample": {f"{comm} ({pid})": round(cpu, 1)
+                                               for pid, (comm, cpu) in sampler.cpu_by_pid.items() if cpu >= 1},
         "peak_rss_largest_child_mb": round(c1.ru_maxrss / 1024, 1),
         "rss_samples": sampler.samples,
         # the tree's RSS every ~10 s (MB): a plateau, not a slope, once the books are full
@@ -203,11 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=100_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    ap.add_argument("--preset", choices=("deep", "shallow"), default="deep",
+                    help="shallow: the default generator (~32k live orders): memory that grows with the "
+                         "messages, not the books, shows as a slope")
     ap.add_argument("--generate-only", action="store_true", help="make the day file and stop")
     a = ap.parse_args(argv)
-    name = f"deep-{a.messages // 1_000_000}m" if a.messages % 1_000_000 == 0 else f"deep-{a.messages}"
+    name = f"{a.preset}-{a.messages // 1_000_000}m" if a.messages % 1_000_000 == 0 else f"{a.preset}-{a.messages}"
     path = (a.dir / f"{name}.itch").resolve()
-    day = ensure_day(path, a.messages, a.seed)
+    day = ensure_day(path, a.messages, a.seed, preset=a.preset)
     if a.generate_only:
         return 0
     out_dir = (a.dir / f"run-{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
@@ -221,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfullday    {res['day']['messages']:,} messages ({res['day']['bytes'] / 1e9:.2f} GB, peak "
           f"{res['day']['live_orders_peak']:,} live orders) -> status {res['status']} (exit {res['exit_code']})")
     print(f"time       wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s (user {res['cpu_user_s']:.1f}, sys "
-          f"{res['cpu_sys_s']:.1f}; bot + venue); replay {tm['replay_s'] or 0:.1f} s wall, "
+          f"{res['cpu_sys_s']:.1f}; bot + venue; by process, to the last sample: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in res["cpu_s_by_process_until_last_sample"].items())
+          + f"); replay {tm['replay_s'] or 0:.1f} s wall, "
           f"{(tm['msgs_per_s'] or 0) / 1e6:.2f} M msg/s; compile {tm['compile_s'] or 0:.1f} s")
     print(f"memory     peak RSS {res['peak_rss_tree_mb']:,.0f} MB (bot + venue, sampled), by process: "
           + ", ".join(f"{k} {v:,.0f} MB" for k, v in res["peak_rss_by_process_mb"].items()))
