@@ -102,6 +102,56 @@ def test_cancel_of_an_order_never_sent_is_refused_and_counted():
     assert out == [] and c.cnt[C.C_BAD_ROW] == 1 and c.n_msgs == 0
 
 
+def _mask_time(raw: bytes) -> bytes:
+    """A message without its SendingTime(52) value, BodyLength and CheckSum (the clock differs)."""
+    import re
+
+    return re.sub(rb"\x0110=\d{3}\x01$", b"", re.sub(rb"\x0152=[^\x01]*", b"", re.sub(rb"^8=FIX.4.4\x019=\d+", b"", raw)))
+
+
+def test_send_orders_writes_what_encode_orders_encodes():
+    """The one-call path (pointer table, clock and write(2) in compiled code): the same messages
+    and bookkeeping as encode_orders, every byte on the socket, flags for a refused transition."""
+    import socket
+
+    rows = np.vstack([IN.intent(locate=2, price=10_000, qty=100, id=5),
+                      IN.intent(IN.KIND_REPLACE, locate=2, price=10_100, qty=80, id=6, orig=5),
+                      IN.intent(IN.KIND_CANCEL, locate=2, qty=80, id=7, orig=6),
+                      IN.intent(IN.KIND_CANCEL, locate=2, qty=1, id=9, orig=12345)])
+    want = Codec()
+    expected = want.encode(rows)
+    c = Codec()
+    out = np.zeros(8 * C.MAX_MSG, np.uint8)
+    offs = np.zeros(9, np.int64)
+    bundle = FixArrays(c.sym, _u8("20190130"), _u8("HFTBOT"), _u8("VENUE"), PREFIX, c.msg_ids, c.msg_of, c.ot, out,
+                       offs, c.cnt, c.bad)
+    t = C.fix_table(bundle)
+    a, b = socket.socketpair()
+    try:
+        r = C.send_orders(rows.shape[0], rows, 1, 1, a.fileno(), t)
+        # the cancel of a pending replace is a refused transition, in both paths
+        assert r & 0xFFFFFFFF == 3 and r >> 32 == (C.SEND_ILLEGAL if want.cnt[C.C_ILLEGAL] else 0)
+        nbytes = int(t[C.T_NBYTES])
+        assert t[C.T_WRITTEN] == nbytes == offs[4] and t[C.T_LAST_WRITE] > 0
+        got = b.recv(1 << 16)
+    finally:
+        a.close()
+        b.close()
+    assert got == bytes(out[:nbytes])
+    msgs = [bytes(out[offs[i]:offs[i + 1]]) for i in range(4) if offs[i + 1] > offs[i]]
+    assert [_mask_time(m) for m in msgs] == [_mask_time(m) for m in expected]
+    dd = _dd()
+    for m in msgs:
+        fix.Message(m.decode(), dd, True)      # BodyLength and CheckSum right with the new time
+    np.testing.assert_array_equal(c.ot, want.ot)
+    np.testing.assert_array_equal(c.cnt, want.cnt)
+    # a write that fails (no socket) is left to the caller: flagged, nothing counted as written
+    r = C.send_orders(1, np.vstack([IN.intent(locate=2, price=10_000, qty=100, id=50)]), 4, 4, -1, t)
+    assert r & 0xFFFFFFFF == 1 and (r >> 32) & C.SEND_SHORT and t[C.T_WRITTEN] == 0 < t[C.T_NBYTES]
+    with pytest.raises(ValueError):
+        C.fix_table(bundle._replace(out=out[::2]))
+
+
 def _er(clo: str, exec_type: str, status: str, *, orig: str | None = None, last: int = 0, px: str = "",
         cum: int = 0, dup: bool = False) -> str:
     f = ["8=FIX.4.4", "9=0", "35=8"] + (["43=Y"] if dup else []) + ["37=V1", f"11={clo}"]
