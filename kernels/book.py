@@ -77,6 +77,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from kernels import features as FT
+from kernels.prefetch import prefetch, prefetch_w
 
 
 # --- counters: ctr[...] -------------------------------------------------------------------
@@ -786,6 +787,151 @@ def depth_shares(book, n, bk, lj, li):
     return tot
 
 
+# --- prefetch: the lines of events a few places ahead -----------------------------------------
+#
+# At this depth an update's time is its cache misses, one after another: the reference's page
+# slot, then the order row it names, then the order's level and its queue neighbours (each
+# address comes out of the line before). While the book applies event i, these load the lines
+# of later events in the same chain, one link per stage, so that each stage reads lines the
+# stage before fetched: event i + PF_REF's page slot, event i + PF_ORDER's order row (from its
+# now-cached page slot) and an add's level-hash home, event i + PF_LEVEL's level rows and queue
+# neighbours (from its now-cached order row) and an add's level, event i + PF_TAIL an add's
+# queue tail. The reads are speculative (a later event may be applied to a state the events in
+# between change): only addresses come out of them, every index is checked before use, and the
+# update itself reads the state again. Measured in this module's docstring.
+
+PF_REF = 16
+PF_ORDER = 11
+PF_LEVEL = 6
+PF_TAIL = 3
+
+
+@register_jitable
+def _ref_slot_index(ok, ref):
+    """Index in ``ov`` of ``ref``'s page slot (paged map), its hash home (hash only), or -1."""
+    h = ok.shape[0]
+    if h < PAGED_MIN_SLOTS:
+        return _home(ref, h - 1)
+    half = h >> 1
+    d = ref >> PAGE_BITS
+    if ref >= 0 and d < half - 4:
+        pg = ok[half + d] & _LOW32
+        if pg != 0:
+            return half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)
+    return -1
+
+
+@register_jitable
+def _is_update(t):
+    return t == 68 or t == 88 or t == 69 or t == 67 or t == 85  # D, X, E, C, U
+
+
+@register_jitable
+def _add_book(j, kind, side, locate, nsym):
+    """Book of an add (A/F) event, or -1 (not an add, bad side or locate)."""
+    t = kind[j]
+    if t != 65 and t != 70:
+        return -1
+    loc = np.int64(locate[j])
+    if loc >= nsym:
+        return -1
+    if side[j] == 66:
+        return loc * 2
+    if side[j] == 83:
+        return loc * 2 + 1
+    return -1
+
+
+@register_jitable
+def _prefetch_ladder(book, price, lk, lv):
+    """The line of ``price``'s entry on the book's ladder, if it has one covering it."""
+    start, base = ladder_of(book, lk)
+    if start >= 0 and price % 100 == 0:
+        t = price // 100 - base
+        if 0 <= t < LADDER:
+            prefetch_w(lv, start + t)
+
+
+@register_jitable
+def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym):
+    """Issue the prefetches of the stages above for the events after event ``i`` (of ``n``)."""
+    no = oi.shape[0]
+    nl = li.shape[0]
+    j = i + PF_REF
+    if j < n and _is_update(kind[j]):
+        r = _ref_slot_index(ok, ref[j])
+        if r >= 0:
+            prefetch(ov, r)
+            if ok.shape[0] < PAGED_MIN_SLOTS:
+                prefetch(ok, r)
+    j = i + PF_ORDER
+    if j < n:
+        if _is_update(kind[j]):
+            s = ref_find(ok, ov, ref[j])
+            if 0 <= s < no:
+                prefetch_w(oi, s)
+                prefetch_w(oj, s)
+        else:
+            b = _add_book(j, kind, side, locate, nsym)
+            if b >= 0:
+                hm = _mixed_home(level_key(b, price[j]), lmask)
+                prefetch(lk, hm)
+                prefetch(lv, hm)
+    j = i + PF_LEVEL
+    if j < n:
+        if _is_update(kind[j]):
+            s = ref_find(ok, ov, ref[j])
+            if 0 <= s < no:
+                x = oj[s, J_LEVEL]
+                if 0 <= x < nl:
+                    prefetch_w(li, x)
+                    prefetch_w(lj, x)
+                p = oj[s, J_PREV]
+                if 0 <= p < no:
+                    prefetch_w(oj, p)
+                q = oj[s, J_NEXT]
+                if 0 <= q < no:
+                    prefetch_w(oj, q)
+        else:
+            b = _add_book(j, kind, side, locate, nsym)
+            if b >= 0:
+                x = probe_find(lk, lv, lmask, level_key(b, price[j]), True)
+                if 0 <= x < nl:
+                    prefetch_w(li, x)
+                    prefetch_w(lj, x)
+    j = i + PF_TAIL
+    if j < n:
+        if _is_update(kind[j]):
+            # an order alone on its level takes the level with it: its neighbours, its level-hash
+            # home and its ladder entry
+            s = ref_find(ok, ov, ref[j])
+            if 0 <= s < no:
+                x = oj[s, J_LEVEL]
+                if 0 <= x < nl and lj[x, K_COUNT] == 1:
+                    w = lj[x, K_BETTER]
+                    if 0 <= w < nl:
+                        prefetch_w(lj, w)
+                    w = lj[x, K_WORSE]
+                    if 0 <= w < nl:
+                        prefetch_w(lj, w)
+                    b = lj[x, K_BOOK]
+                    px = li[x, L_PRICE]
+                    hm = _mixed_home(level_key(b, px), lmask)
+                    prefetch_w(lk, hm)
+                    prefetch_w(lv, hm)
+                    _prefetch_ladder(b, px, lk, lv)
+        else:
+            b = _add_book(j, kind, side, locate, nsym)
+            if b >= 0:
+                x = probe_find(lk, lv, lmask, level_key(b, price[j]), True)
+                if 0 <= x < nl:
+                    tl = lj[x, K_TAIL]
+                    if 0 <= tl < no:
+                        prefetch_w(oj, tl)
+                else:  # a new level: where the ladder places it
+                    _prefetch_ladder(b, price[j], lk, lv)
+
+
 @register_jitable
 def set_stock(loc, stk, sym, subs):
     """Record a symbol's stock (first sight: R, or the stock field of A/F/P/H) and subscribe it
@@ -821,6 +967,7 @@ def apply_events(n, ev, book, feat, fo, fk):
         now = ts[i]
         if now > stop_ts:
             break
+        prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym)
         ctr[C_EVENTS] += 1
         loc = np.int64(locate[i])
         if loc >= nsym:
