@@ -14,7 +14,9 @@
 3. Prints wall time, CPU time (user + system of the bot and its reaped children, the venue
    included), messages/s, peak RSS (the tree's sum, and each process's own peak), the load
    average before and after, and the report's figures (skips, books, orders); writes them to
-   ``DIR/fullday-<N>.json``.
+   ``RUN_DIR/fullday.json`` beside the run's report (and the latest as ``DIR/fullday-<N>.json``).
+   ``--preset shallow``: the same with the default shallow generator (~4k live orders), where
+   memory that grew with the messages and not with the books would show as a slope.
 
 The machine this runs on may be shared: compare CPU seconds, not only the wall clock.
 """
@@ -232,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     res["day"] = {"path": str(path), "messages": day["n_messages"], "symbols": day["n_symbols"],
                   "bytes": day["bytes_written"], "live_orders_peak": day["extra"]["live_orders_peak"],
                   "live_orders_at_close": day["n_orders_live_at_end"], "levels_at_close": day["extra"]["live_levels_now"]}
-    out = a.dir / f"fullday-{name}.json"
+    out = out_dir / "fullday.json"   # beside the run's report.json; the latest run's also as DIR/fullday-<N>.json
+    out_dir.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
+    (a.dir / f"fullday-{name}.json").write_text(json.dumps(res, indent=2))
     tm = res["timing"]
     print(f"\nfullday    {res['day']['messages']:,} messages ({res['day']['bytes'] / 1e9:.2f} GB, peak "
           f"{res['day']['live_orders_peak']:,} live orders) -> status {res['status']} (exit {res['exit_code']})")
