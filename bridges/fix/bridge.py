@@ -7,9 +7,10 @@ Design (the per-order budget is 5 µs; QuickFIX from Python costs 20-50 µs an o
   logon (credentials from the environment), heartbeats, test requests, resend requests,
   sequence resets and reconnects; its sequence numbers survive a restart.
 - **The hot path bypasses QuickFIX's message objects.** ``send()`` encodes a whole batch of
-  orders in compiled code (``codec.encode_orders``: header, MsgSeqNum, BodyLength, CheckSum)
-  and writes it to the session's socket with one system call; QuickFIX's next sender sequence
-  number is advanced (``Session.setNextSenderMsgSeqNum``, persisted) before QuickFIX next runs.
+  orders and writes it to the session's socket with one system call, both in one compiled call
+  (``codec.send_orders``: ``codec.encode_orders``' header, MsgSeqNum, BodyLength, CheckSum, then
+  write(2); a short write is finished from Python); QuickFIX's next sender sequence number is
+  advanced (``Session.setNextSenderMsgSeqNum``, persisted) before QuickFIX next runs.
 - **One thread.** The initiator is driven by ``poll()`` from the bridge's caller (never
   ``start()``), so QuickFIX never writes to the socket while the hot path does.
 - **Resends.** Order messages do not go through QuickFIX's store, so a counterparty resend
