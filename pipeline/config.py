@@ -241,7 +241,11 @@ class BridgeConf:
     batch_rows: int = 4096          # orders encoded and written per system call, at most
     file_log: bool = False          # QuickFIX message log under the state dir
     session_date: str = ""          # YYYYMMDD of the feed (TransactTime); "" = the capture's first packet
-    drain_timeout_s: float = 30.0   # end of replay: wait this long for the venue's last reports
+    # end of replay: wait for the local venue to catch up and send its last reports for as long as
+    # it makes progress (its clock or event count moves, or a report arrives); give up after this
+    # many seconds WITHOUT progress (the run is then `incomplete`, exit status 4); no venue: the
+    # longest wait for reports in flight
+    drain_timeout_s: float = 30.0
     cancel_timeout_s: float = 5.0   # on SIGINT / SIGTERM: wait this long for the cancels' acks
 
 
@@ -478,7 +482,8 @@ def validate_execution(cfg: DictConfig) -> None:
     _need(1 <= b.batch_rows <= 1 << 20, "bridge.batch_rows", "must be in 1..2**20", b.batch_rows)
     _need(b.session_date == "" or (len(str(b.session_date)) == 8 and str(b.session_date).isdigit()),
           "bridge.session_date", "must be YYYYMMDD or empty", b.session_date)
-    _need(b.drain_timeout_s > 0, "bridge.drain_timeout_s", "must be > 0", b.drain_timeout_s)
+    _need(b.drain_timeout_s > 0, "bridge.drain_timeout_s", "must be > 0 (s without progress from the venue)",
+          b.drain_timeout_s)
     _need(0 < b.cancel_timeout_s <= 600, "bridge.cancel_timeout_s", "must be in (0, 600]", b.cancel_timeout_s)
     v = cfg.venue
     _need(0 <= v.port <= 65535, "venue.port", "must be in 0..65535", v.port)

@@ -45,6 +45,7 @@ RC_OK = 0
 RC_ERROR = 1
 RC_CONFIG = 2
 RC_KILLED = 3
+RC_INCOMPLETE = 4     # the replay ran to its end but the local venue did not drain (report ``incomplete``)
 RC_INTERRUPTED = 130  # like a shell: 128 + SIGINT (SIGTERM: 143)
 
 

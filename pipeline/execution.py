@@ -76,6 +76,11 @@ class Execution:
         self._market_clock = 0
         self.port: int | None = None   # chosen by launch_venue or prepare
         self._venue_t0 = 0.0
+        # how the end-of-replay drain went (``finish``; "not_waited" when the run stopped before it)
+        self.drain: dict[str, Any] = drain_summary("not_waited", float(self.b.drain_timeout_s), 0.0)
+        # the market events the bot's feed decoded (the venue replays the same capture): set by
+        # the run, for "how far did the venue get"
+        self.feed_events: Callable[[], int] = lambda: 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -225,26 +230,79 @@ class Execution:
         if self.clock is not None and self.bridge is not None:
             self.clock.publish(int(market_clock_ns), self.bridge.n_msgs)
 
+    def _venue_progress(self) -> tuple[int, int, int]:
+        """What moves while the local venue works: its clock, its market events, its last
+        message processed (sim clock slots 2, 7, 3)."""
+        c = self.clock
+        return c.venue_clock_ns, c.venue_events, c.venue_msg_no
+
     def finish(self) -> None:
         """End of replay: the venue drains (advances to the last clock, releases every pending
-        report); the bridge applies the last reports."""
+        report); the bridge applies the last reports.
+
+        The wait lasts as long as the venue makes progress (its clock or event count moves, or
+        a report arrives): it gives up after ``bridge.drain_timeout_s`` seconds *without*
+        progress, or when the venue process exits. ``self.drain`` says how it ended
+        (``drain_summary``); a venue that did not drain makes the run ``incomplete``."""
         if self.bridge is None:
             return
-        t_end = time.monotonic() + float(self.b.drain_timeout_s)
+        timeout = float(self.b.drain_timeout_s)
+        t0 = time.monotonic()
         if self.clock is not None:
             self.clock.finish()
-            while not self.clock.venue_done and time.monotonic() < t_end:
-                self.pump(0.005)
+            last, t_last, t_said = self._venue_progress(), t0, t0
+            outcome = "drained"
+            while not self.clock.venue_done:
+                got = self.pump(0.005)
+                now = time.monotonic()
+                p = self._venue_progress()
+                if got or p != last:
+                    last, t_last = p, now
+                if self.clock.venue_done:
+                    break
                 if self.venue is not None and not self.venue.alive():
+                    outcome = "venue_exited"
                     self.log("venue      the simulator exited before draining: " + self.venue.stderr_tail())
                     break
-            if not self.clock.venue_done:
-                self.log(f"venue      not drained within bridge.drain_timeout_s={self.b.drain_timeout_s}")
-        # reports already released travel on the socket: take them until quiet
-        quiet = time.monotonic() + 0.3
-        while time.monotonic() < min(quiet, t_end):
+                if now - t_last >= timeout:
+                    outcome = "stalled"
+                    break
+                if now - t_said >= 10.0:
+                    t_said = now
+                    self.log(f"venue      draining: {self._how_far()} ({now - t0:.0f} s)")
+            self._set_drain(outcome, time.monotonic() - t0)
+            if outcome == "stalled":
+                self.log(f"venue      NOT DRAINED: no progress for bridge.drain_timeout_s={self.b.drain_timeout_s} s "
+                         f"(waited {self.drain['wait_s']:.1f} s in all); {self._how_far()}")
+            elif outcome == "venue_exited":
+                self.log(f"venue      NOT DRAINED: the simulator exited; {self._how_far()}")
+        else:
+            self._set_drain("no_local_venue", 0.0)
+        # reports already released travel on the socket: take them until quiet (0.3 s without
+        # one), for bridge.drain_timeout_s at most
+        t1 = time.monotonic()
+        quiet = t1 + 0.3
+        while time.monotonic() < min(quiet, t1 + timeout):
             if self.pump(0.01):
                 quiet = time.monotonic() + 0.3
+
+    def _how_far(self) -> str:
+        c = self.clock
+        d = self._drain_state()
+        pct = f" ({100.0 * d['venue_events'] / d['feed_events']:.1f}%)" if d["feed_events"] else ""
+        return (f"venue at {_tod(c.venue_clock_ns)} of {_tod(c.market_clock_ns)} market time, "
+                f"{d['venue_events']:,} market events applied{pct}")
+
+    def _drain_state(self) -> dict[str, Any]:
+        c = self.clock
+        return {"venue_clock_ns": int(c.venue_clock_ns), "market_clock_ns": int(c.market_clock_ns),
+                "venue_events": int(c.venue_events), "feed_events": int(self.feed_events())}
+
+    def _set_drain(self, outcome: str, wait_s: float) -> None:
+        d = drain_summary(outcome, float(self.b.drain_timeout_s), wait_s)
+        if self.clock is not None:
+            d.update(self._drain_state())
+        self.drain = d
 
     # -- report -------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -263,6 +321,7 @@ class Execution:
         out["fills"] = int(fills.shape[0])
         out["filled_shares"] = int(fills[:, 1].sum()) if fills.shape[0] else 0
         out["hedges_sent"] = self.hedges
+        out["drain"] = dict(self.drain)
         out["latency"] = self.lat.summary()
         if self.venue is not None:
             try:
@@ -270,6 +329,28 @@ class Execution:
             except Exception as exc:  # noqa: BLE001 - a report never fails the run
                 out["venue"] = {"error": repr(exc)}
         return out
+
+
+#: the ``execution.drain.outcome`` values (``replay/run_report.py DRAIN_OUTCOMES``) where the local venue did not finish the replay (the run is ``incomplete``)
+NOT_DRAINED = ("stalled", "venue_exited")
+
+
+def drain_summary(outcome: str, timeout_s: float, wait_s: float) -> dict[str, Any]:
+    """The report's ``execution.drain``: how the end-of-replay wait for the venue ended and how
+    far the venue got (its clock and market events; ``feed_events``: what the bot decoded)."""
+    from replay.run_report import DRAIN_OUTCOMES, EMPTY_DRAIN
+
+    assert outcome in DRAIN_OUTCOMES, outcome
+    return {**EMPTY_DRAIN, "outcome": outcome, "drained": outcome == "drained", "wait_s": round(float(wait_s), 3),
+            "timeout_s": float(timeout_s)}
+
+
+def _tod(ns: int) -> str:
+    """ns since midnight -> HH:MM:SS.fff (``-`` before the first event)."""
+    if ns < 0:
+        return "-"
+    s, f = divmod(int(ns), 1_000_000_000)
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{f // 1_000_000:03d}"
 
 
 def format_execution(ex: dict[str, Any]) -> list[str]:
@@ -290,6 +371,14 @@ def format_execution(ex: dict[str, Any]) -> list[str]:
         pos = {k: v for k, v in ex["venue"]["positions"].items() if v}
         lines.append("venue      fills " + f"{ex['venue'].get('fills', 0):,}, positions "
                      + (", ".join(f"{k} {v:+,}" for k, v in sorted(pos.items())) or "flat"))
+    d = ex.get("drain") or {}
+    if d.get("outcome") in NOT_DRAINED:
+        pct = f" ({100.0 * d['venue_events'] / d['feed_events']:.1f}% of the feed's)" if d.get("feed_events") else ""
+        why = (f"no progress for bridge.drain_timeout_s={d['timeout_s']:g} s" if d["outcome"] == "stalled"
+               else "the simulator exited")
+        lines.append(f"venue      NOT DRAINED ({why}): reached {_tod(d['venue_clock_ns'])} of "
+                     f"{_tod(d['market_clock_ns'])} market time, {d['venue_events']:,} market events{pct}; "
+                     f"reports after that point are missing")
     odd = {k: ex[k] for k in ("duplicate_reports", "bad_reports", "unknown_clordid", "illegal_transitions",
                               "session_rejects", "business_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
     if odd:

@@ -32,15 +32,15 @@ from omegaconf import DictConfig
 from pipeline import backends
 from pipeline.config import config_hash, validate
 from pipeline.control import (KillFileError, RunControl, refuse_leftover, resolve_kill_file, write_control_file,
-                              RC_CONFIG, RC_ERROR, RC_KILLED)
+                              RC_CONFIG, RC_ERROR, RC_INCOMPLETE, RC_KILLED)
 from pipeline.engine import KILL_CODES, make_engine
-from pipeline.execution import Execution, format_execution
+from pipeline.execution import NOT_DRAINED, Execution, format_execution
 from pipeline.feed import open_reader, resolve_input, sample_path
 from pipeline.latency import format_latencies
 from pipeline.logs import EventLog, as_event_log
 from pipeline.metrics import MetricsError, linger, serve
 from pipeline.progress import NullProgress, open_progress
-from kernels.stats import MESSAGES_IN
+from kernels.stats import DECODED, MESSAGES_IN
 from replay.report import feed_summary, format_intents, format_risk, format_summary
 from replay.report_html import write_report
 from replay.run_report import empty_risk_raw, risk_in_dollars, run_meta, skeleton, utc
@@ -90,7 +90,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None, log: Callable[[str], None]
         signals: bool = True) -> dict[str, Any]:
     """Replay (or receive live) the configured feed through the pipeline; return the report
     (also saved as ``out_dir/report.json``). ``rep['run']['status']`` is completed, killed,
-    interrupted or failed, and ``rep['run']['exit_code']`` the process's exit status. On a
+    interrupted, failed or incomplete (the local venue did not drain), and
+    ``rep['run']['exit_code']`` the process's exit status. On a
     failure the report is written and the exception re-raised. ``signals``: take SIGINT,
     SIGTERM and SIGUSR1 (main thread only)."""
     r = Run(cfg, out_dir, log)
@@ -168,6 +169,7 @@ def _run(r: Run, signals: bool) -> None:
     if cfg.bridge.enabled:
         r.ex = Execution(cfg, r.out_dir or Path("runs") / "adhoc", None if live else path, engine.book.sym,
                          engine.risk, log, on_exec=engine.exec_sink)
+        r.ex.feed_events = lambda: int(r.reader.stats[DECODED])   # what the venue replays too
         # the local venue starts now and compiles its own kernels on the other core meanwhile;
         # nothing connects to it before everything here is compiled
         r.ex.launch_venue()
@@ -375,6 +377,14 @@ def _write_plots(r: Run) -> None:
         r.log(f"error      writing report.html: {exc!r}")
 
 
+def _not_drained(d: dict[str, Any]) -> str:
+    """Why a run is ``incomplete``: the venue's drain outcome and how far it got."""
+    why = {"stalled": f"no progress for bridge.drain_timeout_s={d['timeout_s']:g} s",
+           "venue_exited": "the venue process exited"}.get(d["outcome"], d["outcome"])
+    of = f" of {d['feed_events']:,}" if d["feed_events"] else ""
+    return f"the venue did not drain ({why}): it applied {d['venue_events']:,}{of} market events"
+
+
 def _headline(rep: dict[str, Any]) -> dict[str, Any]:
     """The report's key figures, as fields of the ``report`` event."""
     ex, rk = rep["execution"], rep["risk"]
@@ -414,6 +424,10 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
         status, code = "interrupted", 128 + ctl.stop_signal
     elif ctl is not None and ctl.kill is not None or (r.engine is not None and r.engine.risk.killed):
         status, code = "killed", RC_KILLED
+    elif r.ex is not None and r.ex.drain["outcome"] in NOT_DRAINED:
+        # the market data ran to its end, but the local venue did not finish the replay: its
+        # reports after the point it reached (fills included) never came
+        status, code = "incomplete", RC_INCOMPLETE
     rep["run"].update(status=status, exit_code=code, ended_utc=utc())
     reader = r.reader
     if reader is not None:
@@ -480,5 +494,6 @@ def _print(r: Run, risk_raw: dict[str, Any] | None) -> None:
     if st != "completed":
         why = {"killed": f"kill switch ({rep['kill_switch']['reason']}, {rep['kill_switch']['source']})",
                "interrupted": f"{rep['interrupt']['signal']}",
-               "failed": f"{rep['error']['type']} at {rep['error']['stage']}: {rep['error']['message']}"}[st]
+               "failed": f"{rep['error']['type']} at {rep['error']['stage']}: {rep['error']['message']}",
+               "incomplete": _not_drained(rep["execution"]["drain"])}[st]
         log(f"status     {st.upper()}: {why}")

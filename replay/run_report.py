@@ -6,7 +6,9 @@ against ``SCHEMA`` (JSON Schema, draft 2020-12; ``tests/test_run_control.py`` ch
 is in decimal US dollars (keys end in ``_usd``); prices in the feed's Price(4) integers are
 named ``*_px4``; times are ns (latency), s (durations) or ISO-8601 UTC strings.
 
-Version history: 1 (2026-12-06): first versioned schema.
+Version history: 1 (2026-12-06): first versioned schema. 2 (2026-12-06): status ``incomplete`` (the
+local venue did not drain: exit status 4) and ``execution.drain`` (how the end-of-replay wait for
+the venue ended and how far the venue got).
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DOLLAR = 10_000  # Price(4) x shares per dollar
 
-STATUSES = ("completed", "killed", "interrupted", "failed")
+STATUSES = ("completed", "killed", "interrupted", "failed", "incomplete")
+
+#: ``execution.drain.outcome``: the local venue drained; it made no progress for
+#: ``bridge.drain_timeout_s``; its process exited first; the run never got to the drain (stopped
+#: by a signal, failed, no FIX); no local venue (a remote counterparty: nothing to wait for)
+DRAIN_OUTCOMES = ("drained", "stalled", "venue_exited", "not_waited", "no_local_venue")
+
+#: ``execution.drain`` of a run that never reached the drain (``pipeline/execution.py drain_summary``)
+EMPTY_DRAIN: dict[str, Any] = {"outcome": "not_waited", "drained": False, "wait_s": 0.0, "timeout_s": 0.0,
+                               "venue_clock_ns": -1, "market_clock_ns": -1, "venue_events": 0, "feed_events": 0}
 
 #: sections every report has, with their empty value
 EMPTY_EXECUTION: dict[str, Any] = {
@@ -33,7 +44,7 @@ EMPTY_EXECUTION: dict[str, Any] = {
     "bad_reports": 0, "unknown_clordid": 0, "bad_rows": 0, "illegal_transitions": 0, "session_rejects": 0,
     "business_rejects": 0, "callback_errors": 0, "logons": 0, "logouts": 0, "keepalive_polls": 0,
     "resent_possresend": 0, "backlog_rows": 0, "venue_rejects_by_reason": {}, "cancel_rejects_by_reason": {},
-    "fills": 0, "filled_shares": 0, "hedges_sent": 0, "venue": {},
+    "fills": 0, "filled_shares": 0, "hedges_sent": 0, "venue": {}, "drain": EMPTY_DRAIN,
 }
 EMPTY_MODEL: dict[str, Any] = {"backend": None, "path": None, "horizon_rows": 0}
 EMPTY_KILL: dict[str, Any] = {"engaged": False, "reason": None, "source": None, "at_utc": None,
@@ -88,7 +99,12 @@ SCHEMA: dict[str, Any] = {
                                            extra=False),
                       "positions": _MAP}),
         "execution": _obj({k: ({"type": "boolean"} if isinstance(v, bool) else _INT if isinstance(v, int)
-                               else _STR if isinstance(v, str) else _MAP) for k, v in EMPTY_EXECUTION.items()}),
+                               else _STR if isinstance(v, str) else _MAP) for k, v in EMPTY_EXECUTION.items()}
+                          | {"drain": _obj({
+                              "outcome": {"enum": list(DRAIN_OUTCOMES)},
+                              "drained": {"type": "boolean"}, "wait_s": _NUM, "timeout_s": _NUM,
+                              "venue_clock_ns": _INT, "market_clock_ns": _INT, "venue_events": _INT,
+                              "feed_events": _INT}, extra=False)}),
         "live": _MAP,
         "timing": _obj({"total_s": _NUM, "setup_s": _NUM, "compile_s": _NUM, "compile_by_stage_s": _MAP,
                         "connect_s": _NUM, "replay_s": _NUM, "drain_s": _NUM, "stop_s": _NUM,
@@ -190,7 +206,7 @@ def skeleton(meta: dict[str, Any]) -> dict[str, Any]:
         "feed": _empty_feed(),
         "book": empty_book(), "features": {}, "model": dict(EMPTY_MODEL),
         "intents": {"predictions": 0, "total": 0, "by_symbol": {}, "strategy": {}}, "risk": empty_risk(),
-        "execution": dict(EMPTY_EXECUTION), "live": {},
+        "execution": {**EMPTY_EXECUTION, "drain": dict(EMPTY_DRAIN)}, "live": {},
         "timing": {"total_s": 0.0, "setup_s": 0.0, "compile_s": 0.0, "compile_by_stage_s": {}, "connect_s": 0.0,
                    "replay_s": 0.0, "drain_s": 0.0, "stop_s": 0.0, "messages": 0, "msgs_per_s": 0.0, "mb_per_s": 0.0,
                    "what": "msgs_per_s and mb_per_s: messages / replay_s, the replay loop only (after compile and "

@@ -15,6 +15,8 @@ slot  name                meaning
 5     VENUE_DONE          the venue sets 1 once it has advanced to MARKET_CLOCK_NS after END and
                           released every pending response
 6     VENUE_PID           the venue process id (informative)
+7     VENUE_EVENTS        market events the venue has applied so far (its progress: the venue
+                          advances in bounded steps and updates slots 2 and 7 after each)
 ====  ==================  ======================================================================
 
 Protocol. The bot writes slot 1 *before* slot 0 (:meth:`SimClock.publish`). The venue reads slot
@@ -42,7 +44,8 @@ VENUE_MSG_NO = 3
 END = 4
 VENUE_DONE = 5
 VENUE_PID = 6
-N_SLOTS = 7
+VENUE_EVENTS = 7
+N_SLOTS = 8
 
 #: initial value of the two clocks: nothing processed yet
 NO_TIME = -1
@@ -96,6 +99,8 @@ class SimClock:
                           doc="slot 5: the venue has finished after END")
     venue_pid = property(lambda self: self._get(VENUE_PID), lambda self, v: self._set(VENUE_PID, v),
                          doc="slot 6: the venue's process id")
+    venue_events = property(lambda self: self._get(VENUE_EVENTS), lambda self, v: self._set(VENUE_EVENTS, v),
+                            doc="slot 7: market events the venue has applied so far")
 
     # -- bot side -------------------------------------------------------------------------------
     def publish(self, market_clock_ns: int, sent_msg_no: int) -> None:
@@ -124,7 +129,7 @@ class SimClock:
     def snapshot(self) -> dict[str, int]:
         """All slots by name (for logs and tests)."""
         names = ("market_clock_ns", "sent_msg_no", "venue_clock_ns", "venue_msg_no", "end", "venue_done",
-                 "venue_pid")
+                 "venue_pid", "venue_events")
         return {name: int(self._a[i]) for i, name in enumerate(names)}
 
     def close(self) -> None:
@@ -165,6 +170,7 @@ class WallClock:
         self.venue_clock_ns = NO_TIME
         self.venue_msg_no = 0
         self.venue_pid = 0
+        self.venue_events = 0
         self.venue_done = False
         self.end = False
 

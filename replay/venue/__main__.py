@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> VenueConfig:
     p.add_argument("--max-symbols", type=int, default=4096)
     p.add_argument("--poll-us", type=int, default=None,
                    help="idle sleep between clock polls, µs (default 100; 1000 with --clock wall)")
+    p.add_argument("--step-events", type=int, default=1 << 16,
+                   help="market events per step at most (default 65536): the venue publishes its clock "
+                        "after each step, so a bot waiting for it to catch up sees it move")
+    p.add_argument("--step-delay-ms", type=float, default=0.0,
+                   help="tests: wait this long after each market step (a slow venue)")
     p.add_argument("--crash-at", default=None, metavar="POINT:N",
                    help="fault injection for recovery tests: SIGKILL at POINT (before-fill, after-fill, "
                         "stored-fill) of the N-th fill")
@@ -78,6 +83,10 @@ def parse_args(argv: list[str] | None = None) -> VenueConfig:
             parse_crash_at(a.crash_at)
         except ValueError as exc:
             p.error(str(exc))
+    if a.step_events < 1:
+        p.error(f"--step-events must be >= 1, got {a.step_events}")
+    if not a.step_delay_ms >= 0:
+        p.error(f"--step-delay-ms must be >= 0, got {a.step_delay_ms:g}")
     if a.poll_us is not None and a.poll_us < 0:
         p.error(f"--poll-us must be >= 0, got {a.poll_us}")
     if a.capture and not Path(a.capture).is_file():
@@ -91,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> VenueConfig:
         reset_on_logon=at if a.reset_on_logon is None else a.reset_on_logon, fix_log=a.fix_log,
         max_orders=a.max_orders, max_levels=a.max_levels, max_symbols=a.max_symbols,
         poll_us=a.poll_us if a.poll_us is not None else (1000 if wall else 100),
-        speed=a.speed, start=a.start, crash_at=a.crash_at)
+        speed=a.speed, start=a.start, crash_at=a.crash_at, step_events=a.step_events,
+        step_delay_ms=a.step_delay_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

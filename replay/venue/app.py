@@ -99,6 +99,8 @@ class VenueConfig:
     speed: float = 1.0                 # --clock wall: market ns per wall ns
     start: str | None = None           # --clock wall: market time of day to start at (default: first event)
     crash_at: str | None = None        # tests: "before-fill:N" (after-fill, stored-fill): SIGKILL there
+    step_events: int = 1 << 16         # market events per step at most: the clock is published after each
+    step_delay_ms: float = 0.0         # tests: wait this long after each market step (a slow venue)
 
     @property
     def wall(self) -> bool:
@@ -698,10 +700,16 @@ def run_venue(cfg: VenueConfig) -> int:
     clock.venue_msg_no = max(engine.max_msg_no, 0)
     with app.lock:
         app.collect()
+    clock.venue_events = engine.counters["events"]
     acceptor = None
     idle = cfg.poll_us / 1e6
+    step_delay = max(float(cfg.step_delay_ms), 0.0) / 1e3
     last_journal = 0.0
     said_over = False
+    # the furthest market time the venue may advance to: a target (T, N) read from the clock is
+    # safe once message N is processed, and stays safe when the bot publishes a later one whose
+    # last order is still on its way
+    safe_t = -1
     try:
         acceptor, _store = _start_acceptor(cfg, app)
         _ready(cfg)
@@ -713,15 +721,22 @@ def run_venue(cfg: VenueConfig) -> int:
             moved = False
             with app.lock:
                 ready = engine.max_msg_no >= n
-                if ready and t > engine.clock_ns:
-                    engine.advance(t)
+                if ready:
+                    safe_t = max(safe_t, t)
+                if safe_t > engine.clock_ns:
+                    # one bounded step (at most cfg.step_events market events), then the clock
+                    # and the reports are published: a catch-up shows as progress, and requests
+                    # wait for the lock one step at most
+                    engine.advance(engine.step_target(safe_t, cfg.step_events))
                     moved = True
-                finishing = end and ready and not clock.venue_done
+                behind = engine.clock_ns < safe_t
+                finishing = end and ready and not behind and not clock.venue_done
                 if finishing:
                     engine.flush_actions()
                 app.collect()
                 out = app.due(engine.clock_ns, everything=finishing)
                 clock.venue_clock_ns = engine.clock_ns
+                clock.venue_events = engine.counters["events"]
             taken = app.send(out) if out else True
             if finishing and taken:   # (a report QuickFIX did not take is offered again first)
                 journal.write({"t": "clock", "ns": engine.clock_ns})
@@ -735,7 +750,9 @@ def run_venue(cfg: VenueConfig) -> int:
                 said_over = True
                 log(f"the capture is over at {format_transact_time(engine.clock_ns, sdate)}: the book stands "
                     f"still from here; orders still trade against it")
-            if not taken or (not out and (cfg.wall or not moved)):
+            if moved and step_delay:
+                stop.flag.wait(step_delay)   # (a stop signal ends the wait)
+            if not taken or (not out and not behind and (cfg.wall or not moved)):
                 time.sleep(idle)
     finally:
         if acceptor is not None:

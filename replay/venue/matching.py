@@ -484,6 +484,22 @@ class MatchingEngine:
             break
         self.clock_ns = max(self.clock_ns, t)
 
+    def step_target(self, t: int, max_events: int) -> int:
+        """A time ``<= t`` that bounds one step of :meth:`advance`: advancing to it applies at
+        most about ``max_events`` market events (more only when many events share the last
+        timestamp, or the next capture batch starts at that same time) and at least one, if
+        any is due by ``t``; never past the end of the current capture batch. The venue's
+        loop advances step by step and publishes its clock after each, so the bot sees a
+        catch-up move. ``advance(step_target(t, n))`` repeated until the clock reaches ``t``
+        applies exactly what ``advance(t)`` does, in the same order."""
+        if self.next_event_ts() is None:     # (loads the next capture batch when this one is done)
+            return t
+        tab, cur = self._table, self._cur
+        if int(self._cummax[cur]) > t:
+            return t                          # nothing due by t: the clock just moves
+        j = min(cur + max(int(max_events), 1), tab.n) - 1
+        return min(t, int(self._cummax[j]))
+
     def flush_actions(self) -> None:
         """Apply every pending action at its effective time without further market events (the
         end of a replay)."""

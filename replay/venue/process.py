@@ -29,7 +29,8 @@ _FLAGS = {
     "response_latency_ns": "--response-latency-ns", "session_date": "--session-date", "heartbeat": "--heartbeat",
     "data_dictionary": "--data-dictionary", "store": "--store", "max_orders": "--max-orders",
     "max_levels": "--max-levels", "max_symbols": "--max-symbols", "poll_us": "--poll-us",
-    "speed": "--speed", "start": "--start", "crash_at": "--crash-at",
+    "speed": "--speed", "start": "--start", "crash_at": "--crash-at", "step_events": "--step-events",
+    "step_delay_ms": "--step-delay-ms",
 }
 _BOOL_FLAGS = {"reset_on_logon": "--reset-on-logon", "fix_log": "--fix-log"}
 #: the names pipeline/config.py VenueConf uses for the same settings
