@@ -71,6 +71,7 @@ WHAT = {
     "ours.book.stream": "ours: the same as ours.book, file streamed through CaptureReader (make run)",
     "ours.book.packed": "ours: the same as ours.book with BookState(packed=True) (order and level rows one "
                         "cache line each)",
+    "ours.book.noprefetch": "ours: the same as ours.book with the book's prefetching off (book.prefetch_live=0)",
 }
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
 
@@ -181,7 +182,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     from kernels import book as B
     from kernels import cpu
     from kernels.events import EventTable
-    from pipeline.book import BookStage, BookState
+    from pipeline.book import PREFETCH_LIVE, BookStage, BookState
 
     if name == "ours.book.fullday":
         max_orders, max_levels, max_symbols = FULL_DAY
@@ -204,7 +205,8 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     for _ in range(max(1, repeat)):
         c0 = time.process_time()
         t0 = time.perf_counter()
-        state = BookState(max_orders, max_levels, max_symbols, packed=name == "ours.book.packed")
+        state = BookState(max_orders, max_levels, max_symbols, packed=name == "ours.book.packed",
+                          prefetch_live=0 if name == "ours.book.noprefetch" else PREFETCH_LIVE)
         if stream:
             from pipeline.stages import DecodeStage
             from replay.capture import CaptureReader
@@ -396,11 +398,14 @@ def deep_section(n: int, repeat: int, shallow: tuple[int, dict] | None = None) -
             r["itch_book.book"] = measure("itch_book.book", p, repeat, ok_sizing)
             r["ours.book"] = measure("ours.book", p, repeat, ok_sizing)
         r["ours.book.packed"] = measure("ours.book.packed", p, repeat, ok_sizing)
+        r["ours.book.noprefetch"] = measure("ours.book.noprefetch", p, repeat, ok_sizing)
         r.update(whole_process(p, repeat, sizing))
         m = (r.get("ours.book") or {}).get("messages") or (r.get("itch_book.book") or {}).get("messages") or msgs
         note = _depth_note(sizing)
         print(_pair_line(f"{label}, in memory", r["ours.book"], r["itch_book.book"], m, note), flush=True)
         print(_pair_line(f"{label}, packed rows", r["ours.book.packed"], r["itch_book.book"], m, note), flush=True)
+        print(_pair_line(f"{label}, no prefetch", r["ours.book.noprefetch"], r["itch_book.book"], m, note),
+              flush=True)
         print(_pair_line(f"{label}, whole process", r["ours.book.process"], r["itch_book.process"], m, note),
               flush=True)
         for name in ("ours.book", "itch_book.book"):

@@ -103,6 +103,8 @@ C_BROKEN_TRADES = 18
 C_EVENTS = 19          # events seen (applied or skipped and counted)
 C_FEATURES = 20        # feature rows written
 C_MAX_LEVELS_SEEN = 21
+C_PREFETCH_LIVE = 22   # setting, not a count: prefetch ahead (below) while at least this many
+                       # orders are live; 0 = never (the CUDA edge: speculative reads, no prefetch)
 N_CTR = 32
 
 ERR_ORDERS_FULL = 1
@@ -960,6 +962,7 @@ def apply_events(n, ev, book, feat, fo, fk):
     nsym = sym.shape[0]
     frows = fo.shape[0]
     top_n = np.int64(p[FT.P_TOP_N])
+    pf_live = ctr[C_PREFETCH_LIVE]
     nf = 0
     i = 0
     while i < n:
@@ -967,7 +970,8 @@ def apply_events(n, ev, book, feat, fo, fk):
         now = ts[i]
         if now > stop_ts:
             break
-        prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym)
+        if pf_live > 0 and ctr[C_LIVE_ORDERS] >= pf_live:
+            prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym)
         ctr[C_EVENTS] += 1
         loc = np.int64(locate[i])
         if loc >= nsym:

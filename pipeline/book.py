@@ -49,6 +49,12 @@ def _rows64(n: int, width: int) -> np.ndarray:
     return raw[skip:skip + n * 8].reshape(n, 8)
 
 
+#: live orders from which the book prefetches the lines of the events ahead (``kernels/book.py``,
+#: ``prefetch_ahead``): below it the book fits the caches and the speculative reads only cost
+#: instructions (``book.prefetch_live``; 0 = never)
+PREFETCH_LIVE = 65_536
+
+
 class BookState:
     """All book arrays for ``max_symbols`` locates, ``max_orders`` live orders and
     ``max_levels`` live price levels (across all books).
@@ -56,11 +62,18 @@ class BookState:
     ``packed=True``: each order's ``oi`` and ``oj`` rows share one 64-byte cache line, and so do
     each level's ``li`` and ``lj`` rows (``oi``/``oj``/``li``/``lj`` are strided views of one
     aligned buffer each: same shapes, dtypes and indexing). For the CPU backend only: CUDA
-    copies need contiguous arrays."""
+    copies need contiguous arrays.
 
-    def __init__(self, max_orders: int, max_levels: int, max_symbols: int, packed: bool = False):
+    ``prefetch_live``: from this many live orders on, the CPU book prefetches the lines of the
+    events ahead (``kernels/book.py``: ``prefetch_ahead``; config ``book.prefetch_live``); 0 never
+    (what the CUDA edge gets)."""
+
+    def __init__(self, max_orders: int, max_levels: int, max_symbols: int, packed: bool = False,
+                 prefetch_live: int = PREFETCH_LIVE):
         if min(max_orders, max_levels, max_symbols) <= 0:
             raise ValueError("book sizes must be positive")
+        if prefetch_live < 0:
+            raise ValueError("prefetch_live must be >= 0 (0 = never prefetch)")
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
         ho = hash_slots(max_orders)  # the order-reference map: pages + hash (kernels/book.py)
         hl = hash_slots(max_levels)  # the level map: level hash + price ladders
@@ -94,6 +107,7 @@ class BookState:
         self.ctr = np.zeros(B.N_CTR, np.int64)
         self.ctr[B.C_FREE_ORDERS] = max_orders
         self.ctr[B.C_FREE_LEVELS] = max_levels
+        self.ctr[B.C_PREFETCH_LIVE] = prefetch_live
 
     def arrays(self) -> BookArrays:
         """State in kernel argument order (after the event columns), as a named bundle (a tuple)."""

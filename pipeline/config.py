@@ -91,6 +91,7 @@ class BookConf:
     max_levels: int = 2_000_000   # live price levels across all books
     max_symbols: int = 16_384     # highest stock locate (a day has ~12,000 symbols)
     depth: int = 5                # levels per side printed in the run summary
+    prefetch_live: int = 65_536   # live orders from which the CPU book prefetches events ahead; 0 = never
 
 
 @dataclass
@@ -391,6 +392,8 @@ def validate(cfg: DictConfig) -> None:
     _need(1 <= b.max_symbols <= 65535, "book.max_symbols", "must be in 1..65535 (stock locates are 16-bit)",
           b.max_symbols)
     _need(0 <= b.depth <= 1000, "book.depth", "must be in 0..1000", b.depth)
+    _need(0 <= b.prefetch_live <= 1 << 30, "book.prefetch_live", "must be in 0..2**30 (0 = never prefetch)",
+          b.prefetch_live)
     ft = cfg.features
     for sym in ft.symbols:
         _need(sym == "*" or (0 < len(str(sym)) <= 8 and str(sym).isascii()), "features.symbols",

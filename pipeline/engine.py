@@ -96,7 +96,10 @@ def build_stages(cfg: DictConfig, backend: ModuleType, capacity: int, stats, sta
                  log: Callable[[str], None] = print) -> Stages:
     """The stage objects from the run config (each gets its own sub-tree)."""
     b, ft = cfg.book, cfg.features
-    state = state if state is not None else BookState(b.max_orders, b.max_levels, b.max_symbols)
+    if state is None:
+        # prefetching is a CPU technique: over the CUDA edge the speculative reads would only cost
+        state = BookState(b.max_orders, b.max_levels, b.max_symbols,
+                          prefetch_live=b.prefetch_live if getattr(backend, "PREFETCH", False) else 0)
     decode = DecodeStage(backend, capacity=capacity, stats=stats)
     books = BookStage(backend, state, capacity=capacity, symbols=list(ft.symbols), tau_flow_ns=ft.tau_flow_ns,
                       tau_rv_ns=ft.tau_rv_ns, top_n=ft.top_n)

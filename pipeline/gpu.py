@@ -112,7 +112,7 @@ class ShardedBook:
         so = max(16, math.ceil(max_orders * shard_capacity)) if p > 1 else int(max_orders)
         sl = max(16, math.ceil(max_levels * shard_capacity)) if p > 1 else int(max_levels)
         ho, hl = hash_slots(so), hash_slots(sl)
-        st = BookState(p * so, p * sl, max_symbols)
+        st = BookState(p * so, p * sl, max_symbols, prefetch_live=0)
         st.ok = np.zeros(p * ho, np.int64)
         st.ov = np.full(p * ho, -1, np.int32)
         st.lk = np.zeros(p * hl, np.int64)

@@ -404,7 +404,9 @@ def test_paged_references_and_ladders_keep_the_book_exact(deep_flow):
 @pytest.mark.parametrize("preset, levels", [(None, 1000), ("deep", 8192)])
 def test_backends_agree_on_a_generated_stream(tmp_path, preset, levels):
     """The CUDA kernel (simulator) leaves exactly the same state and features as the CPU one;
-    both sizes use the paged reference map, the deep one the level ladders too."""
+    both sizes use the paged reference map, the deep one the level ladders too. Prefetching on
+    from the first live order (the simulator runs ``prefetch_ahead``'s speculative reads as
+    Python, its prefetches as no-ops)."""
     from kernels import cpu, gpu
     from pipeline.stages import DecodeStage
     from replay.capture import CaptureReader
@@ -416,7 +418,7 @@ def test_backends_agree_on_a_generated_stream(tmp_path, preset, levels):
     out = []
     for k in (cpu, gpu):
         reader = CaptureReader(path)
-        state = BookState(3000, levels, 8)
+        state = BookState(3000, levels, 8, prefetch_live=1)
         dec = DecodeStage(cpu, reader.batch_rows, reader.stats)
         books = BookStage(k, state, reader.batch_rows, symbols=["*"])
         feats = [(fb.values[:fb.n].copy(), fb.keys[:fb.n].copy()) for fb in (books(dec(b)) for b in reader)]

@@ -9,6 +9,7 @@ goes 25 levels deep on every symbol, with the book statistics.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench import reference as ref
@@ -85,3 +86,15 @@ def test_perf_book_reads_perf_stat_csv_and_cuts_a_message_prefix(deep_day, tmp_p
     assert head == src.read_bytes()[:offs[1000]] and P.count(cut) == 1000
     why = P.perf_status()
     assert why is None or ("perf" in why or "counters" in why)
+
+
+def test_prefetching_changes_nothing(deep_day):
+    """The book with prefetching (from its first live order) and without: identical state, array
+    for array (the prefetch setting's own counter slot aside)."""
+    path, _ = deep_day
+    on, off = run_ours(path, prefetch_live=1), run_ours(path, prefetch_live=0)
+    assert on.counters()["live_orders"] > LIVE // 2
+    for name, a, b in zip(on.arrays()._fields, on.arrays(), off.arrays()):
+        if name == "ctr":
+            a, b = np.delete(a, B.C_PREFETCH_LIVE), np.delete(b, B.C_PREFETCH_LIVE)
+        assert np.array_equal(a, b), name

@@ -85,10 +85,12 @@ def ts_of(data: bytes, off: int) -> int:
     return int.from_bytes(data[off + 7:off + 13], "big")
 
 
-def run_ours(path: Path, *, symbols=(), max_orders: int = 1 << 18, stop_ts: int = 2**62) -> BookState:
-    """Decode + book over a capture through the pipeline stages, as ``make run`` does."""
+def run_ours(path: Path, *, symbols=(), max_orders: int = 1 << 18, stop_ts: int = 2**62,
+             prefetch_live: int = 1) -> BookState:
+    """Decode + book over a capture through the pipeline stages, as ``make run`` does (the
+    book prefetching from its first live order on, so the small captures here take that path)."""
     reader = CaptureReader(path)
-    state = BookState(max_orders, max_orders, MAX_SYMBOLS)
+    state = BookState(max_orders, max_orders, MAX_SYMBOLS, prefetch_live=prefetch_live)
     dec = DecodeStage(cpu, reader.batch_rows, reader.stats)
     books = BookStage(cpu, state, reader.batch_rows, symbols=list(symbols), stop_ts=stop_ts)
     for batch in reader:
