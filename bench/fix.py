@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,8 @@ def run(n_orders: int = 200_000) -> list[str]:
                                           n_peer / (t_sent - t0))
             peer = results["QuickFIX Python"]
             lines.append(f"fix orders through a real FIX 4.4 session on loopback (acceptor: QuickFIX, "
-                         f"another process, validating against FIX44.xml); {n_orders:,} orders")
+                         f"another process, validating against FIX44.xml); {n_orders:,} orders; load average "
+                         + " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (2 vCPUs are shared: compare in one run)")
             lines.append(f"  {'path':<22} {'p50/order':>10} {'p99/order':>10} {'sent/s':>12} {'sustained/s':>12}"
                          f"  vs QuickFIX Python (cost p50, sustained)")
             for name, (p50, p99, sus, rate) in results.items():

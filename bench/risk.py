@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -612,7 +613,7 @@ def report(results: dict) -> list[str]:
              f"of an accepted order), one core; quoting flow of {any_r['intents']:,} intents (50% new, 35% cancel, "
              f"15% replace) with the venue's acks in between; latency inside compiled code (TSC "
              f"{any_r['cycles_per_ns']:.2f} cycles/ns, net of the {any_r['ours']['timer_ns']:.0f} ns counter "
-             "reads); ratio = plain Python / ours"]
+             "reads); ratio = plain Python / ours; load average at the end " + " ".join(f"{x:.2f}" for x in os.getloadavg())]
     for name, r in results.items():
         o, p = r["ours"], r["python"]
         goal = "met" if o["p99_ns"] <= GOAL_P99_NS else "NOT met"
