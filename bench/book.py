@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -142,6 +143,10 @@ def itchbook_process(path: str, symbol: str = "AAPL") -> int:
     return 0
 
 
+#: GNU time (Debian ``time``, mk/perf.mk) for a whole process's peak RSS; without it none is shown
+TIME = ["/usr/bin/time", "-f", "BENCH_MAXRSS_KB %M"] if shutil.which("time") == "/usr/bin/time" else []
+
+
 def whole_process(path: Path, repeat: int, sizing: dict | None) -> dict[str, dict]:
     """Wall time of a whole process, best of ``repeat``: ours (``hftbot book FILE --symbols AAPL
     --depth 1``, sized from the day like ``ours.book``) and itch-book (:func:`itchbook_process`).
@@ -161,11 +166,13 @@ def whole_process(path: Path, repeat: int, sizing: dict | None) -> dict[str, dic
         if name.startswith("itch_book") and not available().get("itch_book", False):
             out[name] = {"name": name, "error": "itch_book not installed (bench/reference.py PINS)"}
             continue
-        best, best_cpu, err = float("inf"), float("inf"), ""
+        best, best_cpu, rss, err = float("inf"), float("inf"), 0.0, ""
         for _ in range(max(1, repeat)):
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # GNU time reports the child's own peak RSS (a forked child's ru_maxrss from wait4
+            # starts at this process's RSS at the fork)
+            p = subprocess.run([*TIME, *cmd] if TIME else cmd, cwd=ROOT, capture_output=True, text=True)
             dt = time.perf_counter() - t0
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if p.returncode != 0:
@@ -173,8 +180,12 @@ def whole_process(path: Path, repeat: int, sizing: dict | None) -> dict[str, dic
                 break
             best = min(best, dt)
             best_cpu = min(best_cpu, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime))
+            marks = [x.split()[1] for x in p.stderr.splitlines() if x.startswith("BENCH_MAXRSS_KB ")]
+            if marks:
+                rss = max(rss, int(marks[-1]) / 1024)
         out[name] = ({"name": name, "error": err} if err else
-                     {"name": name, "best_s": best, "best_cpu_s": best_cpu, "what": what[name]})
+                     {"name": name, "best_s": best, "best_cpu_s": best_cpu, "what": what[name],
+                      **({"rss_peak_mb": round(rss, 1)} if rss else {})})
     return out
 
 
@@ -354,7 +365,8 @@ def _pair_line(label: str, ours: dict, peer: dict, messages: int, note: str) -> 
             return "   error" + " " * 28, None, None
         rate = messages / r["best_s"]
         cpu = r.get("best_cpu_s")
-        return (f"{rate / 1e6:6.2f} M/s ({r['best_s']:6.2f} s, cpu {cpu:6.2f} s)", rate,
+        rss = f", {r['rss_peak_mb']:,.0f} MB" if r.get("rss_peak_mb") else ""
+        return (f"{rate / 1e6:6.2f} M/s ({r['best_s']:6.2f} s, cpu {cpu:6.2f} s{rss})", rate,
                 messages / cpu if cpu else None)
     a, ra, ca = fig(ours)
     b, rb, cb = fig(peer)
