@@ -63,12 +63,28 @@ were 4.2 steps an event (28 per new level) but over the hot inner levels, and th
 locality-preserving home already mapped rising references to neighbouring slots. Packed rows
 (one miss instead of two per order and per level) gained 10% on the 30M day, but nothing in a
 later 10M round (unpacked 3.66 3.74 3.29 s, packed 4.38 3.42 3.35 s), so ``packed`` stays an
-option (default off). Prefetching the next event's order row (``llvm.prefetch`` through a numba
-intrinsic, a no-op overload for CUDA: it compiled to PTX and ran exact) measured 4.12 3.37 3.14 s
-against 3.66 3.74 3.29 s in the same rounds, packed + prefetch 4.19 3.34 3.23 s: no gain, not
-kept. Not reached: 10M msg/s and 3x itch-book. Not tried: interleaving the hashes' keys and
-values. ``perf stat`` could not count cache misses on this VM (no PMU exposed:
-``bench/perf_book.py``).
+option (default off). Prefetching only the next event's order row (``llvm.prefetch`` through a
+numba intrinsic) measured 4.12 3.37 3.14 s against 3.66 3.74 3.29 s: no gain, and no wonder: its
+address comes out of the reference map, whose own miss it waited for.
+
+Prefetching in stages (``prefetch_ahead``, below; ``kernels/prefetch.py``). This VM's memory
+latency, measured (``numba`` loops over 256 MB): a dependent chain of random reads 290 ns a read
+with 4 KiB pages, 210 ns with 2 MiB pages; independent random reads 10-27 ns each (the core keeps
+many in flight). A deep update is a chain of 3-4 such reads (reference page slot -> order row ->
+level and queue neighbours), so the book loads each link of the chain for an event a few places
+ahead while it applies the current one: every stage reads only lines the stage before fetched,
+and the chains of ~10 events overlap. Book CPU time on the 10M deep day (apply_events alone,
+alternated with a build without it, the other core busy): 2.70-2.96 s against 4.61-4.94 s
+(1.6-1.7x); packed rows on top: no further gain (3.10 against 3.13 s). Distances 12/8/4/2 to
+32/22/12/6 events ahead: all within the noise (2.52-2.82 s). Tried and not kept: prefetching a
+replace's new level (3.07 against 2.88 s without: no gain), the neighbours of a new level found on
+the ladder (+14% slower: the ladder scan twice more per add), 2 MiB pages for every book array
+(-4%, noise). On the shallow day (32k live orders, in L3) the speculative reads cost ~10%
+(paired ratio of 8 alternated rounds 1.11), so the book prefetches only from
+``book.prefetch_live`` live orders on (65,536).
+What is left at depth is mostly compute: the shallow day, every line in cache, costs ~60% of the
+deep day's time per event. ``perf stat`` could not count cache misses on this VM (no PMU
+exposed: ``bench/perf_book.py``), so these are times, not miss counts.
 """
 
 from __future__ import annotations
