@@ -75,11 +75,23 @@ def _python_path(st, lat: Latencies) -> tuple[int, int]:
     return packets, orders
 
 
-def _compiled_path(st, lat: Latencies, defer_write: bool = False) -> tuple[int, int]:
-    from pipeline.tick import T_END, T_ORDERS, T_START, TickPath
+def _tick_path(st, cfg, capture, defer_write: bool = False):
+    """The per-packet path, compiled (or loaded) before the FIX session exists, as ``make run``
+    does: compiled after the logon, a cold compile outlasted the acceptor's heartbeat under load
+    and the session dropped. ``warm`` runs zero packets of a batch read by a reader of its own."""
+    from pipeline.feed import open_reader
+    from pipeline.tick import TickPath
 
     reader, decode, books, risk, model, strategy, bridge = st
     path = TickPath(decode, books, risk, model, strategy, bridge, max_packets=4096, defer_write=defer_write)
+    path.warm(next(iter(open_reader(cfg.feed, capture))))
+    return path
+
+
+def _compiled_path(st, lat: Latencies, path) -> tuple[int, int]:
+    from pipeline.tick import T_END, T_ORDERS, T_START
+
+    reader, decode, books, risk, model, strategy, bridge = st
     packets = orders = 0
     for batch in reader:
         recs = path(batch)
@@ -125,15 +137,15 @@ def run(n_messages: int = 200_000) -> list[str]:
             generate(tmp_path, fmt="pcap", n_messages=n_messages, n_symbols=8, seed=7, max_delay_ns=1000)
             tmp_path.replace(path)
         res = {}
-        passes = (("compiled", _compiled_path), ("no-syscall", lambda st, lat: _compiled_path(st, lat, True)),
-                  ("python", _python_path))
-        for name, fn in passes:
+        passes = (("compiled", False), ("no-syscall", True), ("python", None))
+        for name, defer in passes:
             st = _stages(cfg, path, port, tmp / f"bridge-{name}")
             bridge = st[-1]
+            tp = None if defer is None else _tick_path(st, cfg, path, defer)
             try:
                 bridge.start()
                 lat = Latencies()
-                packets, orders = fn(st, lat)
+                packets, orders = _python_path(st, lat) if tp is None else _compiled_path(st, lat, tp)
                 res[name] = (lat.summary(), packets, orders)
             finally:
                 bridge.stop()
