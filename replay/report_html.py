@@ -395,7 +395,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f4f4f4}
 td.l,th.l{text-align:left} td.n{white-space:nowrap} .meta{color:#555;font-size:13px}
 .status-completed{color:#2ca02c} .status-failed,.status-killed{color:#d62728}
-.status-interrupted{color:#ff7f0e}
+.status-interrupted,.status-incomplete{color:#ff7f0e}
 figure{margin:12px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555} pre{font-size:12px;background:#f8f8f8;padding:8px;overflow:auto}
 """
@@ -452,6 +452,12 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
         k = rep["kill_switch"]
         parts.append(f"<p class=\"status-killed\">kill switch engaged: {_e(k['reason'])} ({_e(k['source'])}) "
                      f"at {_e(k['at_utc'])}; {_e(k['cancels_sent'])} cancels sent</p>")
+    dr = ex.get("drain") or {}
+    if dr.get("outcome") in ("stalled", "venue_exited"):
+        ve, fe = int(dr.get("venue_events") or 0), int(dr.get("feed_events") or 0)
+        parts.append(f"<p class=\"status-incomplete\">the venue did not drain ({_e(dr['outcome'])}, "
+                     f"waited {float(dr.get('wait_s') or 0):.1f} s): it applied {ve:,} of {fe:,} market events; "
+                     "reports after that point never came</p>")
     parts.append("<h2>Summary</h2>")
     parts.append(_table(["", ""], [
         ["input", f"{rep['input'].get('path')} ({rep['input'].get('format')}, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -159,6 +160,18 @@ def test_a_report_without_timeline_or_histograms_still_has_every_plot(run_dir, t
     for stem, _ in PLOTS:
         assert _png_size((tmp_path / f"{stem}.png").read_bytes())[0] > 0
     assert "timeline.npz" not in out.read_text().split("made from")[-1]
+
+
+def test_a_venue_that_did_not_drain_shows_on_the_page(run_dir, tmp_path):
+    """status incomplete: the page says how far the venue got (report.json's execution.drain)."""
+    rep = json.loads((run_dir / "report.json").read_text())
+    rep["run"]["status"], rep["run"]["exit_code"] = "incomplete", 4
+    rep["execution"]["drain"].update(outcome="stalled", drained=False, wait_s=41.2, venue_events=8631,
+                                     feed_events=10000)
+    (tmp_path / "report.json").write_text(json.dumps(rep))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert 'class="status-incomplete">incomplete' in page
+    assert "the venue did not drain (stalled, waited 41.2 s): it applied 8,631 of 10,000 market events" in page
 
 
 def test_a_run_that_failed_at_start_still_gets_a_page_with_every_plot(tmp_path):
