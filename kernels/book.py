@@ -871,6 +871,23 @@ def _prefetch_ladder(book, price, lk, lv):
 
 
 @register_jitable
+def _pf_row(arr, x, rows):
+    """Prefetch row ``x`` of ``arr`` for writing when ``0 <= x < rows``."""
+    if 0 <= x < rows:
+        prefetch_w(arr, x)
+
+
+@register_jitable
+def _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask):
+    """(book, level) of event ``j`` if it is an add: level -1 while its price has none; book -1
+    when it is not an add (or has a bad side or locate)."""
+    b = _add_book(j, kind, side, locate, nsym)
+    if b < 0:
+        return b, -1
+    return b, probe_find(lk, lv, lmask, level_key(b, price[j]), True)
+
+
+@register_jitable
 def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym):
     """Issue the prefetches of the stages above for the events after event ``i`` (of ``n``)."""
     no = oi.shape[0]
@@ -886,9 +903,8 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
     if j < n:
         if _is_update(kind[j]):
             s = ref_find(ok, ov, ref[j])
-            if 0 <= s < no:
-                prefetch_w(oi, s)
-                prefetch_w(oj, s)
+            _pf_row(oi, s, no)
+            _pf_row(oj, s, no)
         else:
             b = _add_book(j, kind, side, locate, nsym)
             if b >= 0:
@@ -901,22 +917,14 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
             s = ref_find(ok, ov, ref[j])
             if 0 <= s < no:
                 x = oj[s, J_LEVEL]
-                if 0 <= x < nl:
-                    prefetch_w(li, x)
-                    prefetch_w(lj, x)
-                p = oj[s, J_PREV]
-                if 0 <= p < no:
-                    prefetch_w(oj, p)
-                q = oj[s, J_NEXT]
-                if 0 <= q < no:
-                    prefetch_w(oj, q)
+                _pf_row(li, x, nl)
+                _pf_row(lj, x, nl)
+                _pf_row(oj, oj[s, J_PREV], no)
+                _pf_row(oj, oj[s, J_NEXT], no)
         else:
-            b = _add_book(j, kind, side, locate, nsym)
-            if b >= 0:
-                x = probe_find(lk, lv, lmask, level_key(b, price[j]), True)
-                if 0 <= x < nl:
-                    prefetch_w(li, x)
-                    prefetch_w(lj, x)
+            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask)
+            _pf_row(li, x, nl)
+            _pf_row(lj, x, nl)
     j = i + PF_TAIL
     if j < n:
         if _is_update(kind[j]):
@@ -926,12 +934,8 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
             if 0 <= s < no:
                 x = oj[s, J_LEVEL]
                 if 0 <= x < nl and lj[x, K_COUNT] == 1:
-                    w = lj[x, K_BETTER]
-                    if 0 <= w < nl:
-                        prefetch_w(lj, w)
-                    w = lj[x, K_WORSE]
-                    if 0 <= w < nl:
-                        prefetch_w(lj, w)
+                    _pf_row(lj, lj[x, K_BETTER], nl)
+                    _pf_row(lj, lj[x, K_WORSE], nl)
                     b = lj[x, K_BOOK]
                     px = li[x, L_PRICE]
                     hm = _mixed_home(level_key(b, px), lmask)
@@ -939,15 +943,11 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
                     prefetch_w(lv, hm)
                     _prefetch_ladder(b, px, lk, lv)
         else:
-            b = _add_book(j, kind, side, locate, nsym)
-            if b >= 0:
-                x = probe_find(lk, lv, lmask, level_key(b, price[j]), True)
-                if 0 <= x < nl:
-                    tl = lj[x, K_TAIL]
-                    if 0 <= tl < no:
-                        prefetch_w(oj, tl)
-                else:  # a new level: where the ladder places it
-                    _prefetch_ladder(b, price[j], lk, lv)
+            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask)
+            if 0 <= x < nl:
+                _pf_row(oj, lj[x, K_TAIL], no)
+            elif b >= 0:  # a new level: where the ladder places it
+                _prefetch_ladder(b, price[j], lk, lv)
 
 
 @register_jitable
