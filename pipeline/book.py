@@ -42,6 +42,29 @@ def hash_slots(entries: int) -> int:
     return _pow2_at_least(4 * entries)
 
 
+#: level-map slots from which the map keeps room for at least LADDERS_RESERVED book ladders
+#: (``level_slots``)
+LADDERS_FROM_SLOTS = 1 << 20
+LADDERS_RESERVED = 1024
+
+
+def level_slots(max_levels: int) -> int:
+    """Slots of the level map (``lk``/``lv``) for ``max_levels`` live levels: ``hash_slots``, and
+    for a real-sized book (``hash_slots`` >= LADDERS_FROM_SLOTS, i.e. 131,072 levels and up) at
+    least room for LADDERS_RESERVED ladders (8 KiB each; the map's ladder half holds
+    ``slots / 2 / 2,048``). A book sized tightly to a day's levels otherwise had too few for its
+    deep books: on the 30M deep day (1,000 books, 320k levels), 1.25x the peak levels gave 512
+    ladders and 13.3 s of decode + book; 1,024 ladders, 9.3 s (measured 2026-12-06). The level
+    hash's half grows with it (load factor lower still); ``lk`` is untouched zeros until used,
+    ``lv`` is written at start (-1): 16 MiB for the reserve."""
+    h = hash_slots(max_levels)
+    if h >= LADDERS_FROM_SLOTS:
+        from kernels.book import LADDER_BITS
+
+        h = max(h, _pow2_at_least(2 * (LADDERS_RESERVED << LADDER_BITS)))
+    return h
+
+
 def _rows64(n: int, width: int) -> np.ndarray:
     """int64 [n, 8] zeros whose rows are 64-byte cache lines (the buffer aligned to 64 bytes)."""
     raw = np.zeros(n * 8 + 8, np.int64)
@@ -76,7 +99,7 @@ class BookState:
             raise ValueError("prefetch_live must be >= 0 (0 = never prefetch)")
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
         ho = hash_slots(max_orders)  # the order-reference map: pages + hash (kernels/book.py)
-        hl = hash_slots(max_levels)  # the level map: level hash + price ladders
+        hl = level_slots(max_levels)  # the level map: level hash + price ladders
         self.packed = bool(packed)
         if packed:
             self._orows = _rows64(max_orders, 8)

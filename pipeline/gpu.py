@@ -51,7 +51,7 @@ from kernels import stats as S
 from kernels.events import EVENT_COLUMNS, EventTable
 from kernels.state import (EventViews, Events, Frames, Journal, ModelArrays, PipelineFlags, RiskArrays, Rings, Shards,
                            StrategyArrays, Work)
-from pipeline.book import BookCapacityError, BookStage, BookState, hash_slots
+from pipeline.book import BookCapacityError, BookStage, BookState, hash_slots, level_slots
 from pipeline.risk import RiskCapacityError, RiskStage
 from pipeline.strategy import StrategyStage
 
@@ -111,7 +111,7 @@ class ShardedBook:
         p = int(shards)
         so = max(16, math.ceil(max_orders * shard_capacity)) if p > 1 else int(max_orders)
         sl = max(16, math.ceil(max_levels * shard_capacity)) if p > 1 else int(max_levels)
-        ho, hl = hash_slots(so), hash_slots(sl)
+        ho, hl = hash_slots(so), level_slots(sl)
         st = BookState(p * so, p * sl, max_symbols, prefetch_live=0)
         st.ok = np.zeros(p * ho, np.int64)
         st.ov = np.full(p * ho, -1, np.int32)
