@@ -269,13 +269,11 @@ class Execution:
                     break
                 if now - t_said >= 10.0:
                     t_said = now
-                    self.log(f"venue      draining: {self._how_far()} ({now - t0:.0f} s)")
+                    self.log(f"venue      draining: {how_far(self._drain_state())} ({now - t0:.0f} s)")
             self._set_drain(outcome, time.monotonic() - t0)
-            if outcome == "stalled":
-                self.log(f"venue      NOT DRAINED: no progress for bridge.drain_timeout_s={self.b.drain_timeout_s} s "
-                         f"(waited {self.drain['wait_s']:.1f} s in all); {self._how_far()}")
-            elif outcome == "venue_exited":
-                self.log(f"venue      NOT DRAINED: the simulator exited; {self._how_far()}")
+            if outcome in NOT_DRAINED:
+                waited = f" (waited {self.drain['wait_s']:.1f} s in all)" if outcome == "stalled" else ""
+                self.log(f"venue      NOT DRAINED: {not_drained_why(self.drain)}{waited}; {how_far(self.drain)}")
         else:
             self._set_drain("no_local_venue", 0.0)
         # reports already released travel on the socket: take them until quiet (0.3 s without
@@ -285,13 +283,6 @@ class Execution:
         while time.monotonic() < min(quiet, t1 + timeout):
             if self.pump(0.01):
                 quiet = time.monotonic() + 0.3
-
-    def _how_far(self) -> str:
-        c = self.clock
-        d = self._drain_state()
-        pct = f" ({100.0 * d['venue_events'] / d['feed_events']:.1f}%)" if d["feed_events"] else ""
-        return (f"venue at {_tod(c.venue_clock_ns)} of {_tod(c.market_clock_ns)} market time, "
-                f"{d['venue_events']:,} market events applied{pct}")
 
     def _drain_state(self) -> dict[str, Any]:
         c = self.clock
@@ -345,6 +336,20 @@ def drain_summary(outcome: str, timeout_s: float, wait_s: float) -> dict[str, An
             "timeout_s": float(timeout_s)}
 
 
+def not_drained_why(d: dict[str, Any]) -> str:
+    """Why the venue did not drain, from ``execution.drain`` (outcome ``stalled`` or ``venue_exited``)."""
+    if d["outcome"] == "stalled":
+        return f"no progress for bridge.drain_timeout_s={d['timeout_s']:g} s"
+    return "the simulator exited"
+
+
+def how_far(d: dict[str, Any]) -> str:
+    """How far the venue got, from ``execution.drain`` (or the same fields read live)."""
+    pct = f" ({100.0 * d['venue_events'] / d['feed_events']:.1f}%)" if d.get("feed_events") else ""
+    return (f"venue at {_tod(d['venue_clock_ns'])} of {_tod(d['market_clock_ns'])} market time, "
+            f"{d['venue_events']:,} market events applied{pct}")
+
+
 def _tod(ns: int) -> str:
     """ns since midnight -> HH:MM:SS.fff (``-`` before the first event)."""
     if ns < 0:
@@ -373,12 +378,8 @@ def format_execution(ex: dict[str, Any]) -> list[str]:
                      + (", ".join(f"{k} {v:+,}" for k, v in sorted(pos.items())) or "flat"))
     d = ex.get("drain") or {}
     if d.get("outcome") in NOT_DRAINED:
-        pct = f" ({100.0 * d['venue_events'] / d['feed_events']:.1f}% of the feed's)" if d.get("feed_events") else ""
-        why = (f"no progress for bridge.drain_timeout_s={d['timeout_s']:g} s" if d["outcome"] == "stalled"
-               else "the simulator exited")
-        lines.append(f"venue      NOT DRAINED ({why}): reached {_tod(d['venue_clock_ns'])} of "
-                     f"{_tod(d['market_clock_ns'])} market time, {d['venue_events']:,} market events{pct}; "
-                     f"reports after that point are missing")
+        lines.append(f"venue      NOT DRAINED ({not_drained_why(d)}): {how_far(d)}; reports after that point are "
+                     "missing")
     odd = {k: ex[k] for k in ("duplicate_reports", "bad_reports", "unknown_clordid", "illegal_transitions",
                               "session_rejects", "business_rejects", "callback_errors", "resent_possresend", "backlog_rows") if ex[k]}
     if odd:

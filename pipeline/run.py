@@ -34,7 +34,7 @@ from pipeline.config import config_hash, validate
 from pipeline.control import (KillFileError, RunControl, refuse_leftover, resolve_kill_file, write_control_file,
                               RC_CONFIG, RC_ERROR, RC_INCOMPLETE, RC_KILLED)
 from pipeline.engine import KILL_CODES, make_engine
-from pipeline.execution import NOT_DRAINED, Execution, format_execution
+from pipeline.execution import NOT_DRAINED, Execution, format_execution, not_drained_why
 from pipeline.feed import open_reader, resolve_input, sample_path
 from pipeline.latency import format_latencies
 from pipeline.logs import EventLog, as_event_log
@@ -379,10 +379,8 @@ def _write_plots(r: Run) -> None:
 
 def _not_drained(d: dict[str, Any]) -> str:
     """Why a run is ``incomplete``: the venue's drain outcome and how far it got."""
-    why = {"stalled": f"no progress for bridge.drain_timeout_s={d['timeout_s']:g} s",
-           "venue_exited": "the venue process exited"}.get(d["outcome"], d["outcome"])
     of = f" of {d['feed_events']:,}" if d["feed_events"] else ""
-    return f"the venue did not drain ({why}): it applied {d['venue_events']:,}{of} market events"
+    return f"the venue did not drain ({not_drained_why(d)}): it applied {d['venue_events']:,}{of} market events"
 
 
 def _headline(rep: dict[str, Any]) -> dict[str, Any]:
