@@ -15,7 +15,6 @@ the run loop; a packet's orders see the fills of the previous call, not of the p
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections import namedtuple
 
@@ -23,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from kernels.clock import rdtsc, ticks_per_ns, tsc
-from bridges.fix.codec import C_BAD_ROW, encode_orders, parse_reports  # noqa: F401  (parse: warm-up)
+from bridges.fix.codec import C_BAD_ROW, encode_orders, parse_reports, write_all  # noqa: F401  (parse: warm-up)
 from kernels import book as B
 from kernels.cpu import (apply_events, check_intents, decode_batch, feed_health, predict_batch, strategy_ack,
                          strategy_batch)
@@ -31,11 +30,6 @@ from kernels.intents import ND, NI
 from kernels.memory import prefault
 from kernels.state import Events, Frames, ModelScratch, TickSession, Work
 from kernels.step import STEP_BOOK, STEP_RISK_FULL, bind, decide, market, step_range
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_write = _libc.write
-_write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
-_write.restype = ctypes.c_ssize_t
 
 # per-packet record columns (int64 [packets, NT])
 T_START = 0       # tsc when the packet's processing began
@@ -103,14 +97,8 @@ def emit_write(sink, out, no):
         return STOP_BRIDGE_FULL
     now = session.wall_ns + np.int64((rdtsc() - session.tsc0) * session.ns_per_tick)
     nw = encode_orders(no, out, x[X_SEQ], now, msg, fix)
-    obuf = fix.out
     nbytes = fix.offs[no]
-    wr = 0
-    while wr < nbytes:
-        r = _write(session.fd, obuf[wr:].ctypes.data, nbytes - wr)
-        if r <= 0:
-            break
-        wr += r
+    wr = write_all(session.fd, fix.out.ctypes.data, nbytes)
     x[X_SEQ] += nw
     x[X_MSG] += nw
     if wr < nbytes:

@@ -400,6 +400,19 @@ def sys_write(typingctx, fd, addr, n):
     return types.int64(types.int64, types.int64, types.int64), codegen
 
 
+@_jit
+def write_all(fd, addr, nbytes):
+    """write(2) the ``nbytes`` at ``addr`` to ``fd`` until all are taken or a call takes none
+    (error, full non-blocking socket): the bytes written (the caller finishes or reports)."""
+    wr = 0
+    while wr < nbytes:
+        r = sys_write(fd, addr + wr, nbytes - wr)
+        if r <= 0:
+            break
+        wr += r
+    return wr
+
+
 CLOCK_REALTIME = 0    # time.time_ns()
 CLOCK_MONOTONIC = 1   # time.perf_counter_ns() / time.monotonic_ns() (CPython on Linux)
 
@@ -468,12 +481,7 @@ def send_orders(n, rows, seq0, msg0, fd, t):
     nbytes = fix[9][n]
     wr = 0
     if k > 0:
-        addr = t[3 * 8]
-        while wr < nbytes:
-            r = sys_write(fd, addr + wr, nbytes - wr)
-            if r <= 0:
-                break
-            wr += r
+        wr = write_all(fd, t[3 * 8], nbytes)
         t[T_LAST_WRITE] = clock_ns(CLOCK_MONOTONIC)
     t[T_NBYTES] = nbytes
     t[T_WRITTEN] = wr
