@@ -298,22 +298,30 @@ def _page_alloc(ok, ov, half, h):
 
 
 @register_jitable
+def page_slot(ok, ref):
+    """Index in ``ov`` of ``ref``'s slot in its page, or -1 when no page holds its range (a
+    paged map: ``ok.shape[0] >= PAGED_MIN_SLOTS``)."""
+    half = ok.shape[0] >> 1
+    d = ref >> PAGE_BITS
+    if ref >= 0 and d < half - 4:
+        pg = ok[half + d] & _LOW32
+        if pg != 0:
+            return half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)
+    return -1
+
+
+@register_jitable
 def ref_find(ok, ov, ref):
     """The order slot of reference ``ref``, or -1."""
     h = ok.shape[0]
     if h < PAGED_MIN_SLOTS:
         return probe_find(ok, ov, h - 1, ref, False)
-    half = h >> 1
-    d = ref >> PAGE_BITS
-    if ref >= 0 and d < half - 4:
-        pg = ok[half + d] & _LOW32
-        if pg != 0:
-            v = ov[half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)]
-            if v != -1:
-                return v
+    i = page_slot(ok, ref)
+    if i >= 0 and ov[i] != -1:
+        return ov[i]
     if ok[h - 3] == 0:
         return -1
-    return probe_find(ok, ov, half - 1, ref, False)
+    return probe_find(ok, ov, (h >> 1) - 1, ref, False)
 
 
 @register_jitable
@@ -830,13 +838,7 @@ def _ref_slot_index(ok, ref):
     h = ok.shape[0]
     if h < PAGED_MIN_SLOTS:
         return _home(ref, h - 1)
-    half = h >> 1
-    d = ref >> PAGE_BITS
-    if ref >= 0 and d < half - 4:
-        pg = ok[half + d] & _LOW32
-        if pg != 0:
-            return half + ((pg - 1) << PAGE_BITS) + (ref & PAGE_MASK)
-    return -1
+    return page_slot(ok, ref)
 
 
 @register_jitable
