@@ -59,9 +59,7 @@ def level_slots(max_levels: int) -> int:
     ``lv`` is written at start (-1): 16 MiB for the reserve."""
     h = hash_slots(max_levels)
     if h >= LADDERS_FROM_SLOTS:
-        from kernels.book import LADDER_BITS
-
-        h = max(h, _pow2_at_least(2 * (LADDERS_RESERVED << LADDER_BITS)))
+        h = max(h, _pow2_at_least(2 * (LADDERS_RESERVED << B.LADDER_BITS)))
     return h
 
 
