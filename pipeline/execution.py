@@ -236,13 +236,14 @@ class Execution:
         c = self.clock
         return c.venue_clock_ns, c.venue_events, c.venue_msg_no
 
-    def finish(self) -> None:
+    def finish(self, stop: Callable[[], bool] = lambda: False) -> None:
         """End of replay: the venue drains (advances to the last clock, releases every pending
         report); the bridge applies the last reports.
 
         The wait lasts as long as the venue makes progress (its clock or event count moves, or
         a report arrives): it gives up after ``bridge.drain_timeout_s`` seconds *without*
-        progress, or when the venue process exits. ``self.drain`` says how it ended
+        progress, or when the venue process exits, or at once when ``stop()`` (a stop signal:
+        the caller then cancels and stops as at any other time). ``self.drain`` says how it ended
         (``drain_summary``); a venue that did not drain makes the run ``incomplete``."""
         if self.bridge is None:
             return
@@ -266,6 +267,9 @@ class Execution:
                     break
                 if now - t_last >= timeout:
                     outcome = "stalled"
+                    break
+                if stop():
+                    outcome = "interrupted"
                     break
                 if now - t_said >= 10.0:
                     t_said = now

@@ -219,7 +219,9 @@ def _run(r: Run, signals: bool) -> None:
     if r.ctl.stop_requested:
         _interrupted(r)
     elif r.ex is not None:
-        r.ex.finish()
+        r.ex.finish(stop=lambda: bool(r.ctl.stop_requested))
+        if r.ctl.stop_requested:   # a signal during the drain: cancel and stop as at any other time
+            _interrupted(r)
     _check_kill(r)
     engine.finish()
     r.timeline.finish(r.feed_ts, engine.risk)

@@ -30,7 +30,7 @@ STATUSES = ("completed", "killed", "interrupted", "failed", "incomplete")
 #: ``execution.drain.outcome``: the local venue drained; it made no progress for
 #: ``bridge.drain_timeout_s``; its process exited first; the run never got to the drain (stopped
 #: by a signal, failed, no FIX); no local venue (a remote counterparty: nothing to wait for)
-DRAIN_OUTCOMES = ("drained", "stalled", "venue_exited", "not_waited", "no_local_venue")
+DRAIN_OUTCOMES = ("drained", "stalled", "venue_exited", "interrupted", "not_waited", "no_local_venue")
 
 #: ``execution.drain`` of a run that never reached the drain (``pipeline/execution.py drain_summary``)
 EMPTY_DRAIN: dict[str, Any] = {"outcome": "not_waited", "drained": False, "wait_s": 0.0, "timeout_s": 0.0,

@@ -163,9 +163,9 @@ def test_a_venue_that_dies_before_draining_makes_the_run_incomplete(tmp_path, mo
     _slow_venue(monkeypatch, "--step-events", "500", "--step-delay-ms", "600000")
     finish = Execution.finish
 
-    def kill_then_finish(self):
+    def kill_then_finish(self, **kw):
         self.venue.kill()
-        finish(self)
+        finish(self, **kw)
 
     monkeypatch.setattr(Execution, "finish", kill_then_finish)
     rep, out = _run(tmp_path, "bridge.drain_timeout_s=60")
