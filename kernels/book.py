@@ -397,25 +397,11 @@ def hash_find(keys, vals, mask, key, mixed):
     """Slot stored for ``key`` or -1: the order-reference map for ``mixed=False`` (``keys``/``vals``
     = ``ok``/``ov``; ``mask`` unused), else the level hash (``probe_find``)."""
     if mixed:
-        return probe_find(keys, vals, level_mask(keys), key, True)
+        return level_find(key >> 33, key & _PRICE_MASK, keys, vals, level_mask(keys))
     return ref_find(keys, vals, key)
 
 
-@register_jitable
-def hash_insert(keys, vals, mask, key, val, mixed):
-    """Insert an absent key: the order-reference map for ``mixed=False``, else the level hash."""
-    if mixed:
-        probe_insert(keys, vals, level_mask(keys), key, val, True)
-    else:
-        ref_insert(keys, vals, key, val)
-
-
-@register_jitable
-def hash_delete(keys, vals, mask, key, mixed):
-    """Remove ``key``; returns its value or -1 (order-reference map for ``mixed=False``)."""
-    if mixed:
-        return probe_delete(keys, vals, level_mask(keys), key, True)
-    return ref_delete(keys, vals, key)
+_PRICE_MASK = np.int64((1 << 33) - 1)
 
 
 @register_jitable
@@ -445,7 +431,8 @@ B_BEST, B_NLEVELS = 0, 1
 # ``lk`` int64 [H] / ``lv`` int32 [H] (H a power of two, ``hash_slots``). Below
 # LADDER_MIN_SLOTS: the plain level hash over all H slots. From LADDER_MIN_SLOTS up, with
 # ``half = H // 2``:
-#   - ``lk[:half]``/``lv[:half]``: the level hash ((book, price) -> level);
+#   - ``lk[:half]``/``lv[:half]``: the level hash ((book, price) -> level) of every level that
+#     is not on its book's ladder (a level is in one place only: ``level_find``);
 #   - ``lk[half + book]`` (books below ``half - 2``): the book's ladder + 1 (low 32 bits, 0 =
 #     none) and the ladder's first tick (high 32 bits: price // 100);
 #   - ``lk[H - 1]`` ladders handed out, ``lk[H - 2]`` the free-ladder list's head (ladder + 1; a
@@ -454,7 +441,10 @@ B_BEST, B_NLEVELS = 0, 1
 #     -1 = none.
 # A book gets a ladder at its LADDER_AT-th level (while any is left), placed so that its best
 # price sits a quarter of the window from the window's inner edge; a new best outside the window
-# re-centres it (rebuilt from the book's levels), an empty book gives it back. A new level then
+# re-centres it (rebuilt from the book's levels, which move between the hash and the ladder), an
+# empty book gives it back. A level on the ladder is found, created and released there without
+# touching the hash: one read of a line near the best (hot) instead of the hash's key and value
+# lines at a mixed, i.e. random, home (measured in the module docstring). A new level then
 # finds its place from the nearest better level on the ladder (a scan of at most LADDER_SCAN
 # entries, sequential memory) instead of walking the book's linked list from the best, which
 # costs two cache misses a level and, on a deep book, hundreds of levels. Prices off the
@@ -494,14 +484,26 @@ def ladder_of(book, lk):
 
 
 @register_jitable
-def ladder_put(book, price, x, lk, lv):
-    """Record level ``x`` (or -1: none) at ``price`` on the book's ladder, if it is on it."""
+def ladder_index(book, price, lk):
+    """Index in ``lv`` of ``price``'s entry on the book's ladder, or -1 when the book has no
+    ladder or the price is off its grid or outside its window."""
     start, base = ladder_of(book, lk)
     if start < 0 or price % 100 != 0:
-        return
+        return -1
     t = price // 100 - base
     if 0 <= t < LADDER:
-        lv[start + t] = x
+        return start + t
+    return -1
+
+
+@register_jitable
+def level_find(book, price, lk, lv, lmask):
+    """The level of ``price`` in ``book``, or -1: its ladder entry when the book's ladder covers
+    the price (such a level is on the ladder only), else the level hash."""
+    k = ladder_index(book, price, lk)
+    if k >= 0:
+        return np.int64(lv[k])
+    return probe_find(lk, lv, lmask, level_key(book, price), True)
 
 
 @register_jitable
@@ -540,13 +542,19 @@ def ladder_free(book, lk, lv):
 
 @register_jitable
 def ladder_build(book, side, li, lj, lk, lv, bk):
-    """Give the book a ladder (or re-centre its own) around its best price and record its levels
-    on it. Nothing when the table has no ladders or none is left."""
+    """Give the book a ladder (or re-centre its own) around its best price and move its levels:
+    those in the new window onto the ladder (out of the level hash), those that were on the old
+    window and are not in the new one into the hash. Nothing when the table has no ladders or
+    none is left."""
     h = lk.shape[0]
     half = h >> 1
     if h < LADDER_MIN_SLOTS or book >= half - 2:
         return
+    lmask = half - 1
     lad = lk[half + book] & _LOW32
+    old = np.int64(-1)  # the old window's first tick; -1: no ladder before
+    if lad != 0:
+        old = lk[half + book] >> 32
     if lad == 0:
         lad = lk[h - 2]
         if lad != 0:
@@ -571,10 +579,20 @@ def ladder_build(book, side, li, lj, lk, lv, bk):
     lk[half + book] = (np.int64(base) << 32) | lad
     while x != -1:
         p = li[x, L_PRICE]
+        was = False
+        now = False
         if p % 100 == 0:
             t = p // 100 - base
-            if 0 <= t < LADDER:
+            now = 0 <= t < LADDER
+            if old >= 0:
+                t0 = p // 100 - old
+                was = 0 <= t0 < LADDER
+            if now:
                 lv[start + t] = x
+        if now and not was:
+            probe_delete(lk, lv, lmask, level_key(book, p), True)
+        elif was and not now:
+            probe_insert(lk, lv, lmask, level_key(book, p), x, True)
         x = lj[x, K_WORSE]
 
 
@@ -590,7 +608,7 @@ def near_better(book, side, price, lk, lv, lmask):
         p = price + k * step
         if p <= 0:
             return -1
-        x = probe_find(lk, lv, lmask, level_key(book, p), True)
+        x = level_find(book, p, lk, lv, lmask)
         if x >= 0:
             return x
     return -1
@@ -598,9 +616,13 @@ def near_better(book, side, price, lk, lv, lmask):
 
 @register_jitable
 def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
-    """The level of ``price`` in ``book``, created in sorted position if absent; -1 if full."""
-    key = level_key(book, price)
-    x = probe_find(lk, lv, lmask, key, True)
+    """The level of ``price`` in ``book``, created in sorted position if absent; -1 if full.
+    A level the book's ladder covers is kept on the ladder only, any other in the level hash."""
+    k = ladder_index(book, price, lk)
+    if k >= 0:
+        x = np.int64(lv[k])
+    else:
+        x = probe_find(lk, lv, lmask, level_key(book, price), True)
     if x >= 0:
         return x
     new_best = False
@@ -609,7 +631,8 @@ def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
         return -1
     x = lfree[nf - 1]
     ctr[C_FREE_LEVELS] = nf - 1
-    probe_insert(lk, lv, lmask, key, x, True)
+    if k < 0:
+        probe_insert(lk, lv, lmask, level_key(book, price), x, True)
     li[x, L_PRICE] = price
     li[x, L_SHARES] = 0
     lj[x, K_COUNT] = 0
@@ -653,17 +676,15 @@ def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
     bk[book, B_NLEVELS] = nl
     if nl > ctr[C_MAX_LEVELS_SEEN]:
         ctr[C_MAX_LEVELS_SEEN] = nl
-    if lk.shape[0] >= LADDER_MIN_SLOTS:
+    if k >= 0:
+        lv[k] = x
+    elif lk.shape[0] >= LADDER_MIN_SLOTS:
         start, base = ladder_of(book, lk)
         if start < 0:
             if nl >= LADDER_AT:
                 ladder_build(book, side, li, lj, lk, lv, bk)
-        else:
-            t = price // 100 - base
-            if price % 100 == 0 and 0 <= t < LADDER:
-                lv[start + t] = x
-            elif new_best:  # the best left the window: centre it again
-                ladder_build(book, side, li, lj, lk, lv, bk)
+        elif new_best:  # the best left the window: centre it again
+            ladder_build(book, side, li, lj, lk, lv, bk)
     return x
 
 
@@ -680,16 +701,18 @@ def level_release(x, li, lj, lfree, lk, lv, lmask, bk, ctr):
     if w != -1:
         lj[w, K_BETTER] = b
     price = li[x, L_PRICE]
-    probe_delete(lk, lv, lmask, level_key(book, price), True)
+    k = ladder_index(book, price, lk)
+    if k >= 0:
+        lv[k] = -1
+    else:
+        probe_delete(lk, lv, lmask, level_key(book, price), True)
     nf = ctr[C_FREE_LEVELS]
     lfree[nf] = x
     ctr[C_FREE_LEVELS] = nf + 1
     nl = bk[book, B_NLEVELS] - 1
     bk[book, B_NLEVELS] = nl
-    if lk.shape[0] >= LADDER_MIN_SLOTS:
-        ladder_put(book, price, -1, lk, lv)
-        if nl == 0:
-            ladder_free(book, lk, lv)
+    if nl == 0 and lk.shape[0] >= LADDER_MIN_SLOTS:
+        ladder_free(book, lk, lv)
 
 
 @register_jitable
@@ -865,11 +888,21 @@ def _add_book(j, kind, side, locate, nsym):
 @register_jitable
 def _prefetch_ladder(book, price, lk, lv):
     """The line of ``price``'s entry on the book's ladder, if it has one covering it."""
-    start, base = ladder_of(book, lk)
-    if start >= 0 and price % 100 == 0:
-        t = price // 100 - base
-        if 0 <= t < LADDER:
-            prefetch_w(lv, start + t)
+    k = ladder_index(book, price, lk)
+    if k >= 0:
+        prefetch_w(lv, k)
+
+
+@register_jitable
+def _prefetch_level_map(book, price, lk, lv, lmask):
+    """The line where ``level_find`` looks ``price`` up: its ladder entry, else its hash home."""
+    k = ladder_index(book, price, lk)
+    if k >= 0:
+        prefetch_w(lv, k)
+    else:
+        hm = _mixed_home(level_key(book, price), lmask)
+        prefetch_w(lk, hm)
+        prefetch_w(lv, hm)
 
 
 @register_jitable
@@ -880,13 +913,18 @@ def _pf_row(arr, x, rows):
 
 
 @register_jitable
-def _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask):
-    """(book, level) of event ``j`` if it is an add: level -1 while its price has none; book -1
-    when it is not an add (or has a bad side or locate)."""
+def _add_level(j, kind, side, locate, price, nsym, lk, lv):
+    """(book, level) of event ``j`` if it is an add: level -1 while its price has none or is not
+    on the book's ladder (the hash is not probed here: off-ladder levels are rare at depth, and
+    the probe loop twice more made this stage too big for LLVM to inline: +10% on the deep day);
+    book -1 when it is not an add (or has a bad side or locate)."""
     b = _add_book(j, kind, side, locate, nsym)
     if b < 0:
         return b, -1
-    return b, probe_find(lk, lv, lmask, level_key(b, price[j]), True)
+    k = ladder_index(b, price[j], lk)
+    if k < 0:
+        return b, -1
+    return b, np.int64(lv[k])
 
 
 @register_jitable
@@ -910,9 +948,7 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
         else:
             b = _add_book(j, kind, side, locate, nsym)
             if b >= 0:
-                hm = _mixed_home(level_key(b, price[j]), lmask)
-                prefetch(lk, hm)
-                prefetch(lv, hm)
+                _prefetch_level_map(b, price[j], lk, lv, lmask)
     j = i + PF_LEVEL
     if j < n:
         if _is_update(kind[j]):
@@ -924,7 +960,7 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
                 _pf_row(oj, oj[s, J_PREV], no)
                 _pf_row(oj, oj[s, J_NEXT], no)
         else:
-            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask)
+            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv)
             _pf_row(li, x, nl)
             _pf_row(lj, x, nl)
     j = i + PF_TAIL
@@ -938,14 +974,9 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
                 if 0 <= x < nl and lj[x, K_COUNT] == 1:
                     _pf_row(lj, lj[x, K_BETTER], nl)
                     _pf_row(lj, lj[x, K_WORSE], nl)
-                    b = lj[x, K_BOOK]
-                    px = li[x, L_PRICE]
-                    hm = _mixed_home(level_key(b, px), lmask)
-                    prefetch_w(lk, hm)
-                    prefetch_w(lv, hm)
-                    _prefetch_ladder(b, px, lk, lv)
+                    _prefetch_level_map(lj[x, K_BOOK], li[x, L_PRICE], lk, lv, lmask)
         else:
-            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv, lmask)
+            b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv)
             if 0 <= x < nl:
                 _pf_row(oj, lj[x, K_TAIL], no)
             elif b >= 0:  # a new level: where the ladder places it

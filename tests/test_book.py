@@ -352,25 +352,32 @@ def deep_flows(draw):
 
 def ladders_agree(state) -> bool:
     """Every ladder entry names a live level of its book at its price; every level of a book with
-    a ladder that is on the grid and in the window is on it."""
+    a ladder that is on the grid and in the window is on it, and only there: the level hash holds
+    exactly the other levels (each found at its key)."""
     lk, lv = state.lk, state.lv
     if lk.shape[0] < B.LADDER_MIN_SLOTS:
         return True
+    half = lk.shape[0] // 2
+    off_ladder = 0
     for book in range(state.bk.shape[0]):
         start, base = B.ladder_of(book, lk)
-        if start < 0:
-            continue
         want = {}
         x = state.bk[book, B.B_BEST]
         while x != -1:
             px = int(state.li[x, B.L_PRICE])
-            if px % 100 == 0 and 0 <= px // 100 - base < B.LADDER:
+            if start >= 0 and px % 100 == 0 and 0 <= px // 100 - base < B.LADDER:
                 want[px // 100 - base] = x
+            else:
+                off_ladder += 1
+                if B.probe_find(lk, lv, half - 1, B.level_key(book, px), True) != x:
+                    return False
             x = state.lj[x, B.K_WORSE]
+        if start < 0:
+            continue
         got = {t: int(lv[start + t]) for t in range(B.LADDER) if lv[start + t] != -1}
         if got != want:
             return False
-    return True
+    return int((lv[:half] != -1).sum()) == off_ladder
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
