@@ -617,7 +617,11 @@ def near_better(book, side, price, lk, lv, lmask):
 @register_jitable
 def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
     """The level of ``price`` in ``book``, created in sorted position if absent; -1 if full.
-    A level the book's ladder covers is kept on the ladder only, any other in the level hash."""
+    A level the book's ladder covers is kept on the ladder only, any other in the level hash.
+
+    Small on purpose: the lookup is inlined into the caller, the creation (``level_new``, ~9 KB
+    of code) is a call made only for a new level; as one function LLVM inlined neither, and every
+    add paid a call passing a dozen arrays (measured in the module docstring)."""
     k = ladder_index(book, price, lk)
     if k >= 0:
         x = np.int64(lv[k])
@@ -625,6 +629,13 @@ def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
         x = probe_find(lk, lv, lmask, level_key(book, price), True)
     if x >= 0:
         return x
+    return level_new(book, side, price, k, li, lj, lfree, lk, lv, lmask, bk, ctr)
+
+
+@register_jitable
+def level_new(book, side, price, k, li, lj, lfree, lk, lv, lmask, bk, ctr):
+    """Create the absent level of ``price`` in ``book`` in sorted position (``k``: its ladder
+    entry, -1 when off the ladder); -1 when no level is free."""
     new_best = False
     nf = ctr[C_FREE_LEVELS]
     if nf == 0:
