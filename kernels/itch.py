@@ -15,8 +15,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 from kernels import stats as S
-from kernels.itch_spec import LENGTHS
-from kernels.wire import inline_cpu, rd_u16, rd_u32, rd_u48, rd_u64
+from kernels.itch_spec import LENGTHS, MESSAGES
+from kernels.wire import inline_cpu, rd_u8, rd_u16, rd_u32, rd_u64
 
 _LEN = np.zeros(256, dtype=np.int64)
 for _t, _l in LENGTHS.items():
@@ -27,96 +27,106 @@ MESSAGE_LENGTH = _LEN
 OK = 0  # decode_message result for a decoded row; otherwise the stats slot of the reason
 
 
+#: the one-dimensional columns the field table fills, in ``FIELD_START`` / ``FIELD_MASK`` order
+FIELD_COLUMNS = ("side", "mpid", "ref", "new_ref", "shares", "price", "match", "stock")
+
+
+def field_table():
+    """``(start, mask, slots)`` from ``kernels/itch_spec.py``: for each type byte and each column
+    of ``FIELD_COLUMNS``, ``start`` is where the 8 bytes ending at the field's last byte begin
+    and ``mask`` keeps the field's bytes of that big-endian word (0 where the type does not carry
+    the column, with ``start`` 0: a read inside every message, masked to 0); ``slots[t]`` is 1
+    when the type also has ``aux`` / ``alpha`` fields (written by ``decode_slots``)."""
+    start = np.zeros((256, len(FIELD_COLUMNS)), dtype=np.int64)
+    mask = np.zeros((256, len(FIELD_COLUMNS)), dtype=np.uint64)
+    slots = np.zeros(256, dtype=np.uint8)
+    for t, (_name, length, fields) in MESSAGES.items():
+        for _fname, off, size, _kind, col, _slot in fields:
+            if col in FIELD_COLUMNS:
+                c = FIELD_COLUMNS.index(col)
+                assert 0 <= off + size - 8 and off + size <= length and mask[ord(t), c] == 0, (t, col)
+                start[ord(t), c] = off + size - 8
+                mask[ord(t), c] = np.uint64((1 << (8 * size)) - 1)
+            elif col in ("aux", "alpha"):
+                slots[ord(t)] = 1
+    return start, mask, slots
+
+
+#: compile-time constants of the kernels (``field_table``)
+FIELD_START, FIELD_MASK, HAS_SLOTS = field_table()
+TS_MASK = np.uint64(0xFFFFFFFFFFFF)
+
+
 @register_jitable
-def decode_rare(buf, o, t, row, shares, price, match, stock, mpid, aux, alpha):
-    """The rarely seen types (well under 1% of a day's messages): kept out of line so the hot
-    types inline into the decode loop without the compile time of the whole switch."""
-    if t == 81:  # 'Q' cross trade
-        shares[row] = np.int64(rd_u64(buf, o + 11))
-        stock[row] = rd_u64(buf, o + 19)
-        price[row] = rd_u32(buf, o + 27)
-        match[row] = rd_u64(buf, o + 31)
-        alpha[row, 0] = buf[o + 39]
-    elif t == 66:  # 'B' broken trade
-        match[row] = rd_u64(buf, o + 11)
+def decode_slots(buf, o, t, r, aux, alpha):
+    """The ``aux`` / ``alpha`` fields (types with ``HAS_SLOTS``: the rarely seen types and C,
+    well under 1% of a day's messages), out of line. Slots a type does not use are not written."""
+    if t == 67:  # 'C' executed with price: printable
+        alpha[r, 0] = buf[o + 31]
+    elif t == 81:  # 'Q' cross trade
+        alpha[r, 0] = buf[o + 39]
     elif t == 83:  # 'S' system event
-        alpha[row, 0] = buf[o + 11]
+        alpha[r, 0] = buf[o + 11]
     elif t == 82:  # 'R' stock directory
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
-        alpha[row, 1] = buf[o + 20]
-        aux[row, 0] = rd_u32(buf, o + 21)
-        alpha[row, 2] = buf[o + 25]
-        alpha[row, 3] = buf[o + 26]
-        alpha[row, 4] = buf[o + 27]
-        alpha[row, 5] = buf[o + 28]
-        alpha[row, 6] = buf[o + 29]
-        alpha[row, 7] = buf[o + 30]
-        alpha[row, 8] = buf[o + 31]
-        alpha[row, 9] = buf[o + 32]
-        alpha[row, 10] = buf[o + 33]
-        aux[row, 1] = rd_u32(buf, o + 34)
-        alpha[row, 11] = buf[o + 38]
+        alpha[r, 0] = buf[o + 19]
+        alpha[r, 1] = buf[o + 20]
+        aux[r, 0] = rd_u32(buf, o + 21)
+        alpha[r, 2] = buf[o + 25]
+        alpha[r, 3] = buf[o + 26]
+        alpha[r, 4] = buf[o + 27]
+        alpha[r, 5] = buf[o + 28]
+        alpha[r, 6] = buf[o + 29]
+        alpha[r, 7] = buf[o + 30]
+        alpha[r, 8] = buf[o + 31]
+        alpha[r, 9] = buf[o + 32]
+        alpha[r, 10] = buf[o + 33]
+        aux[r, 1] = rd_u32(buf, o + 34)
+        alpha[r, 11] = buf[o + 38]
     elif t == 72:  # 'H' trading action
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
-        alpha[row, 1] = buf[o + 20]
-        alpha[row, 2] = buf[o + 21]
-        alpha[row, 3] = buf[o + 22]
-        alpha[row, 4] = buf[o + 23]
-        alpha[row, 5] = buf[o + 24]
+        alpha[r, 0] = buf[o + 19]
+        alpha[r, 1] = buf[o + 20]
+        alpha[r, 2] = buf[o + 21]
+        alpha[r, 3] = buf[o + 22]
+        alpha[r, 4] = buf[o + 23]
+        alpha[r, 5] = buf[o + 24]
     elif t == 89:  # 'Y' Reg SHO
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
+        alpha[r, 0] = buf[o + 19]
     elif t == 76:  # 'L' market participant position
-        mpid[row] = rd_u32(buf, o + 11)
-        stock[row] = rd_u64(buf, o + 15)
-        alpha[row, 0] = buf[o + 23]
-        alpha[row, 1] = buf[o + 24]
-        alpha[row, 2] = buf[o + 25]
+        alpha[r, 0] = buf[o + 23]
+        alpha[r, 1] = buf[o + 24]
+        alpha[r, 2] = buf[o + 25]
     elif t == 86:  # 'V' MWCB decline levels, Price(8)
-        aux[row, 0] = np.int64(rd_u64(buf, o + 11))
-        aux[row, 1] = np.int64(rd_u64(buf, o + 19))
-        aux[row, 2] = np.int64(rd_u64(buf, o + 27))
+        aux[r, 0] = np.int64(rd_u64(buf, o + 11))
+        aux[r, 1] = np.int64(rd_u64(buf, o + 19))
+        aux[r, 2] = np.int64(rd_u64(buf, o + 27))
     elif t == 87:  # 'W' MWCB status
-        alpha[row, 0] = buf[o + 11]
+        alpha[r, 0] = buf[o + 11]
     elif t == 75:  # 'K' IPO quoting period update
-        stock[row] = rd_u64(buf, o + 11)
-        aux[row, 0] = rd_u32(buf, o + 19)
-        alpha[row, 0] = buf[o + 23]
-        price[row] = rd_u32(buf, o + 24)
+        aux[r, 0] = rd_u32(buf, o + 19)
+        alpha[r, 0] = buf[o + 23]
     elif t == 74:  # 'J' LULD auction collar
-        stock[row] = rd_u64(buf, o + 11)
-        price[row] = rd_u32(buf, o + 19)
-        aux[row, 0] = rd_u32(buf, o + 23)
-        aux[row, 1] = rd_u32(buf, o + 27)
-        aux[row, 2] = rd_u32(buf, o + 31)
+        aux[r, 0] = rd_u32(buf, o + 23)
+        aux[r, 1] = rd_u32(buf, o + 27)
+        aux[r, 2] = rd_u32(buf, o + 31)
     elif t == 104:  # 'h' operational halt
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
-        alpha[row, 1] = buf[o + 20]
+        alpha[r, 0] = buf[o + 19]
+        alpha[r, 1] = buf[o + 20]
     elif t == 73:  # 'I' NOII
-        aux[row, 0] = np.int64(rd_u64(buf, o + 11))
-        shares[row] = np.int64(rd_u64(buf, o + 19))
-        alpha[row, 0] = buf[o + 27]
-        stock[row] = rd_u64(buf, o + 28)
-        aux[row, 1] = rd_u32(buf, o + 36)
-        aux[row, 2] = rd_u32(buf, o + 40)
-        price[row] = rd_u32(buf, o + 44)
-        alpha[row, 1] = buf[o + 48]
-        alpha[row, 2] = buf[o + 49]
+        aux[r, 0] = np.int64(rd_u64(buf, o + 11))
+        alpha[r, 0] = buf[o + 27]
+        aux[r, 1] = rd_u32(buf, o + 36)
+        aux[r, 2] = rd_u32(buf, o + 40)
+        alpha[r, 1] = buf[o + 48]
+        alpha[r, 2] = buf[o + 49]
     elif t == 78:  # 'N' retail interest
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
+        alpha[r, 0] = buf[o + 19]
     elif t == 79:  # 'O' direct listing with capital raise
-        stock[row] = rd_u64(buf, o + 11)
-        alpha[row, 0] = buf[o + 19]
-        aux[row, 0] = rd_u32(buf, o + 20)
-        aux[row, 1] = rd_u32(buf, o + 24)
-        price[row] = rd_u32(buf, o + 28)
-        aux[row, 2] = np.int64(rd_u64(buf, o + 32))
-        aux[row, 3] = rd_u32(buf, o + 40)
-        aux[row, 4] = rd_u32(buf, o + 44)
+        alpha[r, 0] = buf[o + 19]
+        aux[r, 0] = rd_u32(buf, o + 20)
+        aux[r, 1] = rd_u32(buf, o + 24)
+        aux[r, 2] = np.int64(rd_u64(buf, o + 32))
+        aux[r, 3] = rd_u32(buf, o + 40)
+        aux[r, 4] = rd_u32(buf, o + 44)
 
 
 @inline_cpu
@@ -127,71 +137,42 @@ def decode_message(buf, off, length, mseq, msess, mrx, row,
 
     Returns ``OK`` or the stats slot of the reason it was skipped (unknown type, bad length);
     a skipped row is left with ``kind = 0``.
+
+    Branch-free for the 1-D columns: every type writes all eight ``FIELD_COLUMNS`` from the
+    field table (one 8-byte big-endian read ending at the field, masked; 0 where the type has
+    no such field), so a random stream of types costs no mispredicted dispatch. Every read lies
+    inside ``[off, off + length)``: ``field_table`` asserts it for every type, and a block is
+    decoded only when its length is its type's.
     """
     if length < 1:
         kind[row] = 0
         return S.MOLD_EMPTY_MESSAGE
-    t = np.int64(buf[off])
+    t = rd_u8(buf, off)
     expected = MESSAGE_LENGTH[t]
-    if expected == 0:
-        kind[row] = 0
-        return S.UNKNOWN_TYPE
     if length != expected:
         kind[row] = 0
+        if expected == 0:
+            return S.UNKNOWN_TYPE
         return S.BAD_LENGTH
-    kind[row] = t
-    locate[row] = rd_u16(buf, off + 1)
-    tracking[row] = rd_u16(buf, off + 3)
-    ts[row] = rd_u48(buf, off + 5)
-    seq[row] = mseq
-    sess[row] = msess
-    rx[row] = mrx
-    side[row] = 0
-    mpid[row] = 0
-    ref[row] = 0
-    new_ref[row] = 0
-    shares[row] = 0
-    price[row] = 0
-    match[row] = 0
-    stock[row] = 0
-    o = off
-    if t == 65 or t == 70:  # 'A' add order, 'F' add order with attribution
-        ref[row] = rd_u64(buf, o + 11)
-        side[row] = buf[o + 19]
-        shares[row] = rd_u32(buf, o + 20)
-        stock[row] = rd_u64(buf, o + 24)
-        price[row] = rd_u32(buf, o + 32)
-        if t == 70:
-            mpid[row] = rd_u32(buf, o + 36)
-    elif t == 68:  # 'D' delete
-        ref[row] = rd_u64(buf, o + 11)
-    elif t == 85:  # 'U' replace
-        ref[row] = rd_u64(buf, o + 11)
-        new_ref[row] = rd_u64(buf, o + 19)
-        shares[row] = rd_u32(buf, o + 27)
-        price[row] = rd_u32(buf, o + 31)
-    elif t == 69:  # 'E' executed
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-        match[row] = rd_u64(buf, o + 23)
-    elif t == 88:  # 'X' cancel
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-    elif t == 67:  # 'C' executed with price
-        ref[row] = rd_u64(buf, o + 11)
-        shares[row] = rd_u32(buf, o + 19)
-        match[row] = rd_u64(buf, o + 23)
-        alpha[row, 0] = buf[o + 31]
-        price[row] = rd_u32(buf, o + 32)
-    elif t == 80:  # 'P' trade (non-cross)
-        ref[row] = rd_u64(buf, o + 11)
-        side[row] = buf[o + 19]
-        shares[row] = rd_u32(buf, o + 20)
-        stock[row] = rd_u64(buf, o + 24)
-        price[row] = rd_u32(buf, o + 32)
-        match[row] = rd_u64(buf, o + 36)
-    else:
-        decode_rare(buf, o, t, row, shares, price, match, stock, mpid, aux, alpha)
+    r = np.uint64(row)  # unsigned: no negative-index wraparound on the stores
+    kind[r] = t
+    locate[r] = rd_u16(buf, off + 1)
+    h = rd_u64(buf, off + 3)  # tracking (2 bytes) + timestamp (6 bytes)
+    tracking[r] = h >> np.uint64(48)
+    ts[r] = np.int64(h & TS_MASK)
+    seq[r] = mseq
+    sess[r] = msess
+    rx[r] = mrx
+    side[r] = rd_u64(buf, off + FIELD_START[t, 0]) & FIELD_MASK[t, 0]
+    mpid[r] = rd_u64(buf, off + FIELD_START[t, 1]) & FIELD_MASK[t, 1]
+    ref[r] = rd_u64(buf, off + FIELD_START[t, 2]) & FIELD_MASK[t, 2]
+    new_ref[r] = rd_u64(buf, off + FIELD_START[t, 3]) & FIELD_MASK[t, 3]
+    shares[r] = np.int64(rd_u64(buf, off + FIELD_START[t, 4]) & FIELD_MASK[t, 4])
+    price[r] = np.int64(rd_u64(buf, off + FIELD_START[t, 5]) & FIELD_MASK[t, 5])
+    match[r] = rd_u64(buf, off + FIELD_START[t, 6]) & FIELD_MASK[t, 6]
+    stock[r] = rd_u64(buf, off + FIELD_START[t, 7]) & FIELD_MASK[t, 7]
+    if HAS_SLOTS[t]:
+        decode_slots(buf, off, t, r, aux, alpha)
     return OK
 
 
