@@ -218,7 +218,8 @@ def worker(name: str, path: str, repeat: int, rows: int = 1 << 18) -> dict:
 def measure(name: str, path: Path, repeat: int = 3, rows: int = 1 << 18) -> dict:
     """Run one contender in a fresh process; returns its JSON result (or an error entry).
     ``rows``: the event table's batch size for ours (the references have none)."""
-    p = subprocess.run([sys.executable, "-m", "bench.decode", "worker", name, str(path), str(repeat), str(rows)],
+    p = subprocess.run([sys.executable, "-m", "bench.decode", "worker", name, str(path), str(repeat),
+                        str(rows)],
                        cwd=ROOT, capture_output=True, text=True)
     lines = [x for x in p.stdout.splitlines() if x.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, dict] = {}
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            res = measure(name, files["pcap" if name in ("ours.pcap", "ours.stream") else "itch"], args.repeat, args.rows)
+            path = files["pcap" if name in ("ours.pcap", "ours.stream") else "itch"]
+            res = measure(name, path, args.repeat, args.rows)
             res["load"] = os.getloadavg()[0]
             b = best.get(name)
             if b is None or "error" in b or "error" in res:

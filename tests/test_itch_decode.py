@@ -124,3 +124,34 @@ def test_a_reused_table_gets_every_column_of_a_row_and_keeps_unused_slots(backen
                 kept = before[name][i, s] if backend.__name__ == "kernels.cpu" else 0
                 want = clean.cols[name][i, s] if s in used[name] else kept
                 assert dirty.cols[name][i, s] == want, (t, name, s)
+
+
+def test_big_endian_readers_agree_at_every_offset_on_every_path():
+    """``kernels/wire.py``: on the CPU a C-contiguous buffer is read with one load + bswap, a
+    strided one with the byte-by-byte body, which is also what CUDA and the simulator (plain
+    Python) run; all three give the big-endian value at every (unaligned) offset."""
+    from numba import njit
+
+    from kernels.wire import rd_u8, rd_u16, rd_u32, rd_u48, rd_u64
+
+    @njit
+    def read_all(b, out):
+        for o in range(out.shape[0]):
+            out[o, 0] = rd_u8(b, o)
+            out[o, 1] = rd_u16(b, o)
+            out[o, 2] = rd_u32(b, o)
+            out[o, 3] = rd_u48(b, o)
+            out[o, 4] = np.int64(rd_u64(b, o))
+
+    raw = np.random.default_rng(3).integers(0, 256, 72, dtype=np.uint8)
+    raw[:8] = 0xFF  # top bits set: no sign extension anywhere
+    want = np.array([[int.from_bytes(raw[o:o + w].tobytes(), "big") for w in (1, 2, 4, 6, 8)]
+                     for o in range(64)], dtype=np.uint64).view(np.int64)
+    contiguous, strided = np.zeros((64, 5), np.int64), np.zeros((64, 5), np.int64)
+    read_all(raw, contiguous)
+    read_all(np.repeat(raw, 2)[::2], strided)
+    python = np.array([[rd_u8(raw, o), rd_u16(raw, o), rd_u32(raw, o), rd_u48(raw, o),
+                        np.int64(rd_u64(raw, o))] for o in range(64)], dtype=np.int64)
+    assert np.array_equal(contiguous, want)
+    assert np.array_equal(strided, want)
+    assert np.array_equal(python, want)
