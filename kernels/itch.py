@@ -106,10 +106,14 @@ def field_table():
     mask = np.zeros((256, len(FIELD_COLUMNS)), dtype=np.uint64)
     slots = np.zeros(256, dtype=np.uint8)
     for t, (_name, length, fields) in MESSAGES.items():
+        if length < 11:  # the header read (8 bytes from offset 3) and the masked reads from 0
+            raise ValueError(f"ITCH type {t!r}: length {length} is shorter than its header")
         for _fname, off, size, _kind, col, _slot in fields:
             if col in FIELD_COLUMNS:
                 c = FIELD_COLUMNS.index(col)
-                assert 0 <= off + size - 8 and off + size <= length and mask[ord(t), c] == 0, (t, col)
+                if off + size - 8 < 0 or off + size > length or mask[ord(t), c] != 0:
+                    raise ValueError(f"ITCH type {t!r}: field {col} at {off}+{size} cannot be read as "
+                                     "the 8 bytes ending at it inside the message (or is repeated)")
                 start[ord(t), c] = off + size - 8
                 mask[ord(t), c] = np.uint64((1 << (8 * size)) - 1)
             elif col in ("aux", "alpha"):
