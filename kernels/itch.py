@@ -211,8 +211,8 @@ def decode_message(buf, off, length, mseq, msess, mrx, row,
     Branch-free for the 1-D columns: every type writes all eight ``FIELD_COLUMNS`` from the
     field table (one 8-byte big-endian read ending at the field, masked; 0 where the type has
     no such field), so a random stream of types costs no mispredicted dispatch. Every read lies
-    inside ``[off, off + length)``: ``field_table`` asserts it for every type, and a block is
-    decoded only when its length is its type's.
+    inside ``[off, off + length)``: ``field_table`` checks it for every type at import, and a
+    block is decoded only when its length is its type's.
     """
     if length < 1:
         kind[row] = 0
