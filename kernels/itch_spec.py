@@ -1,9 +1,10 @@
 """Nasdaq TotalView-ITCH 5.0 message layouts (specification revision 2023-04-28).
 
-Pure data, the single description of the wire format used outside the hot path: the JSON
-renderer (`hftbot decode`), the generator's tests and the spec-vs-kernel property tests read it.
-The decode kernel (`kernels/itch.py`) is written out by hand per type for speed; a property
-test checks it against this table field by field.
+Pure data, the single description of the wire format: the JSON renderer (`hftbot decode`), the
+generator's tests and the spec-vs-kernel property tests read it, and the decode kernel
+(`kernels/itch.py`) builds its field table for the one-dimensional columns from it at import
+(the aux/alpha slots are written by hand); a property test checks the kernel against this table
+field by field.
 
 Each field is ``(name, offset, size, kind, column, slot)``:
 
