@@ -85,6 +85,30 @@ the ladder (+14% slower: the ladder scan twice more per add), 2 MiB pages for ev
 What is left at depth is mostly compute: the shallow day, every line in cache, costs ~60% of the
 deep day's time per event. ``perf stat`` could not count cache misses on this VM (no PMU
 exposed: ``bench/perf_book.py``), so these are times, not miss counts.
+
+Where the time goes, by line (``bench/profile_book.py``, ``make profile-book``: perf's timer
+sampling over a debug-info build, mapped through its line table; 2026-12-07, deep 10M day, ~1M
+live orders, prefetch on). Share of all samples of the process: the prefetch stage 33.5%
+(its first read of each chain link, e.g. the page slot prefetched five events before, is the top
+stalled instruction: 7.5%), ``order_add`` 8.3%, ``order_remove`` 5.7%, a replace's add 4.3%,
+``best_of`` (the crossed/locked check reads both best levels) 4.4%, the book 62.6% in all;
+outside it, decode ~12% and the kernel zeroing first-touched pages ~10% (book rows handed out for
+the first time). On the shallow day the level hash was the top line (its lookup at a mixed home:
+19% of the samples). This VM, random reads over 1 GiB (``numba`` loop, the other core busy):
+independent 20 ns each on 2 MiB pages and 46 ns on 4 KiB pages (a nested page walk per miss);
+two-link chains 30 and 85 ns; prefetching 16 ahead: 14 / 36 ns independent. numpy already asks
+for transparent huge pages for these arrays (AnonHugePages 446 of 640 MB RSS on the deep day),
+which is why forcing 2 MiB pages gained nothing above.
+
+This session's changes, paired alternated rounds of ``apply_events`` (CPU s, load 3-6):
+- levels on their ladder only (not also in the hash; ``level_find``): shallow 10M 0.90x,
+  deep 10M 0.98x (0.88-1.06): the ladder entry of an add sits near the best, the hash's two
+  lines at a random home; the prefetch stage reads the ladder only (with the hash probe it grew
+  too big for LLVM to inline and the deep day ran +10% slower);
+- ``level_get`` split (lookup inlined, ``level_new`` called for a new level only; as one 9 KB
+  function neither was inlined and each add passed a dozen arrays through the stack): shallow
+  0.83x (6 of 6 rounds faster), deep 1.01x (noise);
+- packed rows again on top: deep 1.02x (noise), still an option.
 """
 
 from __future__ import annotations
