@@ -59,46 +59,68 @@ def tools_status() -> str | None:
     return None
 
 
-def line_table(obj: bytes, symbol: str) -> tuple[dict[int, int], dict[int, str], int]:
-    """({offset in ``symbol``: source line of kernels/book.py (0 = none)}, {offset: instruction},
-    the function's size) from the object code's disassembly with line numbers."""
+def function_name(symbol: str) -> str:
+    """The Python name in a numba symbol of kernels/book.py (``_ZN7kernels4book9level_newB...``)."""
+    m = re.search(r"7kernels4book(\d+)", symbol)
+    if not m:
+        return symbol[:40]
+    return symbol[m.end():m.end() + int(m.group(1))]
+
+
+def line_table(obj: bytes, symbol: str) -> tuple[dict[int, tuple[str, int]], dict[int, str], int, int, int]:
+    """From the object code's disassembly with line numbers, every function of the code section
+    that holds ``symbol``:
+    ({offset: (function, source line of kernels/book.py, 0 = none)}, {offset: instruction}, the
+    offset of ``symbol``, and the first and last offsets. Offsets are in the section, which is
+    loaded as one block: a function's address is ``symbol``'s plus the difference of offsets.
+    Functions LLVM did not inline (``level_new``, ...) are thus counted too."""
     with tempfile.NamedTemporaryFile(suffix=".o") as f:
         f.write(obj)
         f.flush()
         dis = subprocess.run(["llvm-objdump", "-d", "-l", "--no-show-raw-insn", f.name],
                              capture_output=True, text=True, check=True).stdout
-    lines: dict[int, int] = {}
+    # numba's large code model puts the code in .ltext: keep the section that holds ``symbol``
+    sections: dict[str, tuple[dict, dict]] = {}
+    lines: dict[int, tuple[str, int]] = {}
     insns: dict[int, str] = {}
-    cur, base, src = None, 0, 0
+    fn, src, main, home = "", 0, -1, None
     for text in dis.splitlines():
+        m = re.match(r"^Disassembly of section (.*):", text)
+        if m:
+            lines, insns = sections.setdefault(m.group(1), ({}, {}))
+            fn = ""
+            continue
         m = re.match(r"^([0-9a-f]+) <(.*)>:", text)
         if m:
-            cur, base, src = m.group(2), int(m.group(1), 16), 0
-            continue
-        if cur != symbol:
+            fn, src = function_name(m.group(2)), 0
+            if m.group(2) == symbol:
+                main, home = int(m.group(1), 16), (lines, insns)
             continue
         m = re.match(r"^; (.*):(\d+)", text)
         if m:
             src = int(m.group(2)) if m.group(1).endswith("book.py") else 0
             continue
         m = re.match(r"\s+([0-9a-f]+):\s+(.*)", text)
-        if m:
-            off = int(m.group(1), 16) - base
-            lines[off] = src
+        if m and fn:
+            off = int(m.group(1), 16)
+            lines[off] = (fn, src)
             insns[off] = " ".join(m.group(2).split())
-    size = (max(insns) + 16) if insns else 0
-    return lines, insns, size
+    if home is None or not home[1]:
+        raise RuntimeError(f"{symbol[:60]}... not found in the object code")
+    lines, insns = home
+    return lines, insns, main, min(insns), max(insns) + 16
 
 
-def attribute(offsets: list[int], lines: dict[int, int], insns: dict[int, str]) -> tuple[list, list]:
-    """Samples per source line, and per instruction (the one before each sampled address)."""
+def attribute(offsets: list[int], lines: dict[int, tuple[str, int]], insns: dict[int, str]) -> tuple[list, list]:
+    """Samples per (function, source line), and per instruction (the one before each sampled
+    address)."""
     order = sorted(insns)
     prev = {order[k]: order[k - 1] for k in range(1, len(order))}
     per_line: collections.Counter = collections.Counter()
     per_insn: collections.Counter = collections.Counter()
     for off in offsets:
         at = prev.get(off, off)
-        per_line[lines.get(at, 0)] += 1
+        per_line[lines.get(at, ("", 0))] += 1
         per_insn[at] += 1
     return per_line.most_common(), per_insn.most_common()
 
@@ -128,7 +150,7 @@ def profile(path: Path, max_orders: int, max_levels: int, prefetch_live: int | N
     cres = apply_dbg.overloads[apply_dbg.signatures[0]]
     symbol = cres.fndesc.llvm_func_name
     addr = cres.library.get_pointer_to_function(symbol)
-    lines, insns, size = line_table(cres.library._get_compiled_object(), symbol)
+    lines, insns, main, lo, hi = line_table(cres.library._get_compiled_object(), symbol)
 
     state = BookState(max_orders, max_levels, 16384, prefetch_live=pl)
     books = BookStage(backend, state, rows, symbols=[])
@@ -146,7 +168,7 @@ def profile(path: Path, max_orders: int, max_levels: int, prefetch_live: int | N
     ips = [int(x, 16) for x in script.stdout.split()]
     if not ips:
         raise RuntimeError(f"perf recorded no samples: {(err or b'').decode(errors='replace').strip()[-300:]}")
-    inside = [ip - addr for ip in ips if addr <= ip < addr + size]
+    inside = [ip - addr + main for ip in ips if lo <= ip - addr + main < hi]
     per_line, per_insn = attribute(inside, lines, insns)
     src = BOOK_SRC.read_text().splitlines()
     total = max(len(ips), 1)
@@ -157,10 +179,10 @@ def profile(path: Path, max_orders: int, max_levels: int, prefetch_live: int | N
         "ns_per_event": round(cpu_s / max(events, 1) * 1e9, 1),
         "samples": len(ips), "samples_in_book": len(inside),
         "book_share": round(len(inside) / total, 4),
-        "lines": [{"line": n, "share": round(c / total, 4), "source": src[n - 1].strip() if 0 < n <= len(src) else ""}
-                  for n, c in per_line],
-        "instructions": [{"offset": off, "share": round(c / total, 4), "line": lines.get(off, 0), "insn": insns[off]}
-                         for off, c in per_insn[:40]],
+        "lines": [{"function": fn, "line": n, "share": round(c / total, 4),
+                   "source": src[n - 1].strip() if 0 < n <= len(src) else ""} for (fn, n), c in per_line],
+        "instructions": [{"offset": off, "share": round(c / total, 4), "function": lines[off][0],
+                          "line": lines[off][1], "insn": insns[off]} for off, c in per_insn[:40]],
     }
 
 
@@ -189,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{sizing['peak_live_orders']:,} live orders, {r['cpu_s']:.2f} s CPU ({r['ns_per_event']:.0f} ns an event), "
           f"{r['samples']:,} cpu-clock samples at {FREQ_HZ} Hz, {100 * r['book_share']:.1f}% in the book "
           f"(the rest: framing, decode, Python)")
-    print("  by line of kernels/book.py (inlined helpers count on their caller's line in apply_events):")
+    print("  by line of kernels/book.py (an inlined helper counts on the line that calls it):")
     for x in r["lines"][:a.top]:
-        print(f"  {100 * x['share']:5.1f}%  {x['line']:5d}  {x['source'][:96]}")
+        print(f"  {100 * x['share']:5.1f}%  {x['function'][:14]:<14} {x['line']:5d}  {x['source'][:84]}")
     print("  hottest instructions (the one before each sampled address):")
     for x in r["instructions"][:a.top]:
-        print(f"  {100 * x['share']:5.1f}%  +{x['offset']:<6x} line {x['line']:<5d} {x['insn'][:60]}")
+        print(f"  {100 * x['share']:5.1f}%  +{x['offset']:<6x} {x['function'][:14]:<14} line {x['line']:<5d} "
+              f"{x['insn'][:56]}")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(r, indent=2))
     return 0
