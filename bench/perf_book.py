@@ -35,9 +35,14 @@ misses it saves), the TLB and page walks, the L2 between L1 and the last level, 
 parallelism, timing of any kind, and the other processes sharing the real LL. The caches are
 write-allocate LRU. Window: messages ``--base`` to ``--upto`` of the day (1,000,000 to
 1,500,000 by default: on the deep 10M day the book then holds 0.51M-0.56M live orders, its
-working set far bigger than the 32 MiB LL); under valgrind a process runs 50-100x slower, so
-this takes ~10-15 minutes for the deep day with ``--noprefetch`` on this 2-vCPU VM, and each
-extra 100,000 messages in the window ~1 minute more.
+working set far bigger than the 32 MiB LL; the shallow day's book fits in it). Under valgrind a
+process runs 50-100x slower, and each ``ours`` process pays ~50 s CPU of imports and JIT-cache
+load before its first message (cancelled by the difference, paid twice): on this 2-vCPU VM
+(load 4-5) the deep day with ``--noprefetch`` took 10.5 minutes (six runs of 36-145 s wall), the
+shallow day 6 more (981 s in all; ``ours.book.noprefetch`` is skipped on a day that never
+reaches ``book.prefetch_live`` live orders, as it would run the same code); each extra 100,000
+messages in either prefix adds about 3 s CPU to an ``ours`` run (measured: 2.72G Ir, 43 s CPU on
+20,000 messages; 3.82G Ir, 71 s on 1,000,000).
 
 Before valgrind runs, every contender runs once natively on both prefix files (numba's kernel
 cache filled, the files in the page cache; itch-book's run also gives the live orders at either
@@ -270,7 +275,10 @@ def run_under_cachegrind(cmd: list[str], geo: dict[str, dict], out_file: Path, e
           geo["I1"]["opt"], geo["D1"]["opt"], geo["LL"]["opt"], f"--cachegrind-out-file={out_file}"]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([*vg, *cmd], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    # PYTHONHASHSEED fixed: the fixed costs (imports) then run the same instructions in both runs
+    # (with random hashing they differ by a few million Ir between processes: measured 2.5M of 2.7G)
+    p = subprocess.run([*vg, *cmd], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})})
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -436,6 +444,12 @@ def cachegrind_day(label: str, path: Path, sizing: dict, base: int, upto: int, n
     long, short, n_long, n_short = window(path, base, upto)
     if n_long <= n_short:
         return {"error": f"the day has {n_long:,} messages: no window above its first {n_short:,}"}
+    from pipeline.book import PREFETCH_LIVE
+
+    if noprefetch and sizing["peak_live_orders"] < PREFETCH_LIVE:
+        print(f"  ours.book.noprefetch skipped: the day never holds {PREFETCH_LIVE:,} live orders, where the book "
+              "starts prefetching (book.prefetch_live), so it would run the very same code as ours.book", flush=True)
+        noprefetch = False
     cmds = contenders(sizing, noprefetch)
     live = {}
     t0 = time.perf_counter()
