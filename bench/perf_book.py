@@ -44,6 +44,10 @@ reaches ``book.prefetch_live`` live orders, as it would run the same code); each
 messages in either prefix adds about 3 s CPU to an ``ours`` run (measured: 2.72G Ir, 43 s CPU on
 20,000 messages; 3.82G Ir, 71 s on 1,000,000).
 
+Spread: the same command run twice under cachegrind differs by up to 5.2M instructions (0.2%,
+the fixed part: see :func:`run_under_cachegrind`) and by at most 250 in any miss count, so over
+the default 500,000-message window Ir is good to ~1% and the misses to 0.001 a message.
+
 Before valgrind runs, every contender runs once natively on both prefix files (numba's kernel
 cache filled, the files in the page cache; itch-book's run also gives the live orders at either
 end of the window). Under valgrind the CPU numba sees is valgrind's virtual one (it reports
@@ -275,8 +279,10 @@ def run_under_cachegrind(cmd: list[str], geo: dict[str, dict], out_file: Path, e
           geo["I1"]["opt"], geo["D1"]["opt"], geo["LL"]["opt"], f"--cachegrind-out-file={out_file}"]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    # PYTHONHASHSEED fixed: the fixed costs (imports) then run the same instructions in both runs
-    # (with random hashing they differ by a few million Ir between processes: measured 2.5M of 2.7G)
+    # PYTHONHASHSEED fixed, so both runs hash alike. The same command twice still differs a little
+    # (measured, 20,000 messages: ours.book 5.2M Ir, 0.7M Dr of 2.71G Ir, every miss count within
+    # 250; itch-book 2.0M Ir of 614M, misses within 12): on a 500,000-message window, +-10 Ir and
+    # +-1.4 D refs a message, the misses to 0.001 a message.
     p = subprocess.run([*vg, *cmd], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})})
     wall = time.perf_counter() - t0
