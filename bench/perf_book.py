@@ -71,6 +71,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.book import CACHE, DEEP_MESSAGES, ROOT, book_input, size
@@ -113,8 +114,8 @@ def cachegrind_status() -> str | None:
     vg = shutil.which("valgrind")
     if vg is None:
         return "valgrind not found: install Debian valgrind (make setup installs it via mk/cachesim.mk)"
-    p = subprocess.run([vg, "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null", "-q", "true"],
-                       capture_output=True, text=True)
+    p = subprocess.run([vg, "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null", "-q",
+                        "true"], capture_output=True, text=True)
     if p.returncode != 0:
         return f"valgrind --tool=cachegrind failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}"
     return None
@@ -174,7 +175,8 @@ def _fit(size_b: int, ways: int, line: int) -> tuple[int, int, int, str]:
         return size_b, ways, line, ""
     p2 = 1 << max(0, sets.bit_length() - 1)
     w = max(1, math.ceil(size_b / (p2 * line)))
-    return p2 * w * line, w, line, f" (sysfs: {size_b} B, {ways}-way; adjusted: cachegrind needs power-of-two sets)"
+    note = f" (sysfs: {size_b} B, {ways}-way; adjusted: cachegrind needs power-of-two sets)"
+    return p2 * w * line, w, line, note
 
 
 def cache_geometry(root: Path = SYS_CACHE) -> dict[str, dict]:
@@ -220,12 +222,12 @@ def _kib(n: int) -> str:
 
 def describe(geo: dict[str, dict]) -> str:
     """One line: the simulated hierarchy, labelled as a simulation."""
-    parts = [f"{k} {_kib(v['size'])} {v['ways']}-way{' (the L%d)' % v['level'] if k == 'LL' else ''}{v['note']}"
-             for k, v in geo.items() if k in ("I1", "D1", "LL")]
+    parts = [f"{k} {_kib(v['size'])} {v['ways']}-way" + (f" (the L{v['level']})" if k == "LL" else "")
+             + v["note"] for k, v in geo.items() if k in ("I1", "D1", "LL")]
     line = geo["D1"]["line"]
     l2 = f"; the L2 ({_kib(geo['L2']['size'])}) is not modelled" if "L2" in geo else ""
-    return (f"cachegrind simulation (valgrind, not hardware counters) of an I1/D1/LL hierarchy sized as this CPU's: "
-            f"{', '.join(parts)}, {line} B lines, write-allocate LRU{l2}")
+    return ("cachegrind simulation (valgrind, not hardware counters) of an I1/D1/LL hierarchy sized as this "
+            f"CPU's: {', '.join(parts)}, {line} B lines, write-allocate LRU{l2}")
 
 
 def parse_cachegrind(text: str) -> dict[str, int]:
@@ -255,7 +257,7 @@ def native_cpu_env() -> dict[str, str]:
     """``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` of this host as numba sees it natively (or as
     already set), for the runs under valgrind (whose virtual CPU numba would see otherwise)."""
     if os.environ.get("NUMBA_CPU_NAME") and "NUMBA_CPU_FEATURES" in os.environ:
-        return {"NUMBA_CPU_NAME": os.environ["NUMBA_CPU_NAME"], "NUMBA_CPU_FEATURES": os.environ["NUMBA_CPU_FEATURES"]}
+        return {k: os.environ[k] for k in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
     code = ("import llvmlite.binding as ll; from numba.core.codegen import get_host_cpu_features as f; "
             "print(ll.get_host_cpu_name()); print(f())")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -267,11 +269,13 @@ def _kernel_cache_files() -> dict[str, tuple[int, int]]:
     from kernels import CACHE_DIR  # also sets NUMBA_CACHE_DIR for the children
 
     d = Path(CACHE_DIR)
-    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*") if p.is_file()} if d.exists() else {}
+    if not d.exists():
+        return {}
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*") if p.is_file()}
 
 
-def run_under_cachegrind(cmd: list[str], geo: dict[str, dict], out_file: Path, env: dict[str, str] | None = None,
-                         check_cache: bool = False) -> dict:
+def run_under_cachegrind(cmd: list[str], geo: dict[str, dict], out_file: Path,
+                         env: dict[str, str] | None = None, check_cache: bool = False) -> dict:
     """Run ``cmd`` under cachegrind with the caches of ``geo``: its summary totals (and the
     run's wall and CPU seconds under ``"wall_s"``/``"cpu_s"``)."""
     before = _kernel_cache_files() if check_cache else None
@@ -289,15 +293,16 @@ def run_under_cachegrind(cmd: list[str], geo: dict[str, dict], out_file: Path, e
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip()
-        hint = (" (valgrind cannot run an instruction of the code: set NUMBA_CPU_NAME/NUMBA_CPU_FEATURES to an "
-                "older CPU, e.g. haswell and '', which compiles the kernels afresh)"
+        hint = (" (valgrind cannot run an instruction of the code: set NUMBA_CPU_NAME/NUMBA_CPU_FEATURES "
+                "to an older CPU, e.g. haswell and '', which compiles the kernels afresh)"
                 if "unhandled instruction" in tail or "SIGILL" in tail else "")
         raise RuntimeError(tail[-400:] + hint)
     if before is not None and _kernel_cache_files() != before:
-        raise RuntimeError("numba wrote to the kernel cache under valgrind (its cache missed: the figures would "
-                           "include compilation); rerun, or check NUMBA_CPU_NAME/NUMBA_CPU_FEATURES")
+        raise RuntimeError("numba wrote to the kernel cache under valgrind (its cache missed: the figures "
+                           "would include compilation); rerun, or check NUMBA_CPU_NAME/NUMBA_CPU_FEATURES")
     res = parse_cachegrind(out_file.read_text())
-    res.update(wall_s=round(wall, 1), cpu_s=round((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime), 1))
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    res.update(wall_s=round(wall, 1), cpu_s=round(cpu, 1))
     return res
 
 
@@ -305,8 +310,9 @@ def cg_per_message(long: dict, short: dict, messages: int) -> dict[str, float]:
     """Per-message differences of two cachegrind runs: instructions, data references, D1 misses
     and LL misses (reads + writes, split too; LL counts instruction fetches that missed it too)."""
     d = {e: (long[e] - short[e]) / messages for e in CG_EVENTS}
-    return {"Ir": d["Ir"], "D_refs": d["Dr"] + d["Dw"], "D1_miss": d["D1mr"] + d["D1mw"], "D1_miss_rd": d["D1mr"],
-            "D1_miss_wr": d["D1mw"], "LL_miss": d["ILmr"] + d["DLmr"] + d["DLmw"], "LL_miss_rd": d["ILmr"] + d["DLmr"],
+    return {"Ir": d["Ir"], "D_refs": d["Dr"] + d["Dw"],
+            "D1_miss": d["D1mr"] + d["D1mw"], "D1_miss_rd": d["D1mr"], "D1_miss_wr": d["D1mw"],
+            "LL_miss": d["ILmr"] + d["DLmr"] + d["DLmw"], "LL_miss_rd": d["ILmr"] + d["DLmr"],
             "LL_miss_wr": d["DLmw"], "I1_miss": d["I1mr"]}
 
 
@@ -353,7 +359,7 @@ def run_under_perf(cmd: list[str]) -> dict[str, int | None]:
     return parse(p.stderr)
 
 
-def contenders(sizing: dict, noprefetch: bool = False) -> dict[str, callable]:
+def contenders(sizing: dict, noprefetch: bool = False) -> dict[str, Callable[[Path], list[str]]]:
     """name -> (file -> command line) for the processes measured."""
     mo, ml = str(sizing["max_orders"]), str(sizing["max_levels"])
 
@@ -409,8 +415,8 @@ def cg_measure(cmds: dict, long: Path, short: Path, messages: int, geo: dict[str
         try:
             runs = {}
             for label, f in (("long", long), ("short", short)):
-                runs[label] = run_under_cachegrind(cmd(f), geo, workdir / f"cachegrind.{name}.{f.stem}.out", env,
-                                                   check_cache)
+                out = workdir / f"cachegrind.{name}.{f.stem}.out"
+                runs[label] = run_under_cachegrind(cmd(f), geo, out, env, check_cache)
                 log(f"    {name:<20} {f.name}: {runs[label]['Ir']:,} Ir under cachegrind, "
                     f"{runs[label]['wall_s']:.0f} s wall, {runs[label]['cpu_s']:.0f} s CPU")
         except (RuntimeError, ValueError, OSError) as exc:
@@ -422,24 +428,25 @@ def cg_measure(cmds: dict, long: Path, short: Path, messages: int, geo: dict[str
     return res
 
 
-COLS = (("Ir", "Ir"), ("D_refs", "D refs"), ("D1_miss", "D1 miss"), ("D1_miss_rd", "(rd"), ("D1_miss_wr", "wr)"),
-        ("LL_miss", "LL miss"), ("LL_miss_rd", "(rd"), ("LL_miss_wr", "wr)"))
+COLS = (("Ir", "Ir"), ("D_refs", "D refs"), ("D1_miss", "D1 miss"), ("D1_miss_rd", "(rd"),
+        ("D1_miss_wr", "wr)"), ("LL_miss", "LL miss"), ("LL_miss_rd", "(rd"), ("LL_miss_wr", "wr)"))
 
 
 def cg_table(res: dict[str, dict], peer: str = "itch_book") -> list[str]:
     """Printed rows: each contender's per-message figures, then ours / itch-book for each."""
-    head = f"  {'':<28}" + "".join(f"{h:>10}" for _, h in COLS)
+    head = f"  {'':<34}" + "".join(f"{h:>10}" for _, h in COLS)
     lines = [head]
     for name, v in res.items():
         if "error" in v:
-            lines.append(f"  {name:<28} error: {v['error'].strip().splitlines()[-1] if v['error'].strip() else '?'}")
+            err = v["error"].strip()
+            lines.append(f"  {name:<34} error: {err.splitlines()[-1] if err else '?'}")
             continue
-        lines.append(f"  {name:<28}" + "".join(f"{v[k]:10.2f}" for k, _ in COLS))
+        lines.append(f"  {name:<34}" + "".join(f"{v[k]:10.2f}" for k, _ in COLS))
     p = res.get(peer, {})
     for name, v in res.items():
         if name == peer or "error" in v or "error" in p or not p:
             continue
-        lines.append(f"  {name + ' / itch-book':<28}" + "".join(
+        lines.append(f"  {name + ' / itch-book':<34}" + "".join(
             f"{v[k] / p[k]:9.2f}x" if p.get(k) else f"{'-':>10}" for k, _ in COLS))
     return lines
 
@@ -453,8 +460,9 @@ def cachegrind_day(label: str, path: Path, sizing: dict, base: int, upto: int, n
     from pipeline.book import PREFETCH_LIVE
 
     if noprefetch and sizing["peak_live_orders"] < PREFETCH_LIVE:
-        print(f"  ours.book.noprefetch skipped: the day never holds {PREFETCH_LIVE:,} live orders, where the book "
-              "starts prefetching (book.prefetch_live), so it would run the very same code as ours.book", flush=True)
+        print(f"  ours.book.noprefetch skipped: the day never holds {PREFETCH_LIVE:,} live orders, where the "
+              "book starts prefetching (book.prefetch_live), so it would run the very same code as ours.book",
+              flush=True)
         noprefetch = False
     cmds = contenders(sizing, noprefetch)
     live = {}
@@ -466,8 +474,9 @@ def cachegrind_day(label: str, path: Path, sizing: dict, base: int, upto: int, n
             out = _native(cmd(f))
             if name == "itch_book":
                 live[n] = json.loads(out.strip().splitlines()[-1])["live_orders"]
-    print(f"  native warm-up runs done ({time.perf_counter() - t0:.0f} s); the window: messages {n_short:,} to "
-          f"{n_long:,} ({n_long - n_short:,}), live orders {live.get(n_short, 0):,} -> {live.get(n_long, 0):,} "
+    print(f"  native warm-up runs done ({time.perf_counter() - t0:.0f} s); the window: messages {n_short:,} "
+          f"to {n_long:,} ({n_long - n_short:,}), live orders {live.get(n_short, 0):,} -> "
+          f"{live.get(n_long, 0):,} "
           "(itch-book's count)", flush=True)
     work = CACHE / "cachegrind"
     work.mkdir(parents=True, exist_ok=True)
@@ -511,8 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         out["geometry"] = geo
         print(f"perf_book: {note}")
         print(describe(geo))
-        print("not modelled: hardware prefetchers, software prefetch instructions (dropped by valgrind), the TLB, "
-              "the L2, memory-level parallelism, timing; per message = (first --upto messages - first --base) / "
+        print("not modelled: hardware prefetchers, software prefetch instructions (dropped by valgrind), the "
+              "TLB, the L2, memory-level parallelism, timing; per message = (first --upto messages - first "
+              "--base) / "
               f"their difference; load average {os.getloadavg()[0]:.2f}", flush=True)
     for label, path in days:
         sizing = size(path)
@@ -529,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  error: {r['error']}")
                 continue
             print(f"  simulated, per message over messages {r['window'][0]:,}..{r['window'][1]:,} "
-                  f"(live orders {r['live_orders'][0] or 0:,} -> {r['live_orders'][1] or 0:,}); ratio = ours / itch-book:")
-            for line in cg_table({k: v for k, v in r.items() if isinstance(v, dict) and ("Ir" in v or "error" in v)}):
+                  f"(live orders {r['live_orders'][0] or 0:,} -> {r['live_orders'][1] or 0:,}); "
+                  "ratio = ours / itch-book:")
+            rows = {k: v for k, v in r.items() if isinstance(v, dict) and ("Ir" in v or "error" in v)}
+            for line in cg_table(rows):
                 print(line, flush=True)
             continue
         r = per_message(path, sizing, base, upto, a.noprefetch)
@@ -544,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<10} " + "  ".join(f"{e} {v.get(e + '_per_msg', float('nan')):8.2f}" for e in EVENTS)
                   + f"  IPC {v.get('ipc', float('nan')):.2f}")
     out.update(load_end=os.getloadavg(), elapsed_s=round(time.perf_counter() - t_start, 1))
-    print(f"perf_book: {out['elapsed_s']:.0f} s in all; load average {out['load_start'][0]:.2f} at the start, "
-          f"{out['load_end'][0]:.2f} at the end")
+    print(f"perf_book: {out['elapsed_s']:.0f} s in all; load average {out['load_start'][0]:.2f} at the "
+          f"start, {out['load_end'][0]:.2f} at the end")
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "perf_book.json").write_text(json.dumps(out, indent=2))
     return 0

@@ -81,7 +81,8 @@ def test_cache_geometry_with_sets_not_a_power_of_two(tmp_path):
 
 # a pure-Python contender: walks the BinaryFILE's frames and prints how many
 FRAMES = ("import sys\nd = open(sys.argv[1], 'rb').read()\no = n = s = 0\nwhile o + 2 <= len(d):\n"
-          "    ln = int.from_bytes(d[o:o + 2], 'big')\n    s += d[o + 2]\n    o += 2 + ln\n    n += 1\nprint(n, s)\n")
+          "    ln = int.from_bytes(d[o:o + 2], 'big')\n    s += d[o + 2]\n    o += 2 + ln\n    n += 1\n"
+          "print(n, s)\n")
 
 
 def test_cachegrind_difference_on_a_tiny_day(tmp_path):
