@@ -168,8 +168,9 @@ def _pow2(n: int) -> bool:
 
 
 def _fit(size_b: int, ways: int, line: int) -> tuple[int, int, int, str]:
-    """A geometry cachegrind accepts (sets a power of two), as its own auto-detection does: where
-    the sets are not, round them down to one and raise the ways to keep (about) the size."""
+    """A geometry cachegrind accepts (``--I1/--D1/--LL`` need a power-of-two number of sets): where
+    the sets are not one, round them down to one and raise the ways to keep (at least) the size;
+    the printed geometry says so."""
     sets = size_b // (ways * line)
     if _pow2(sets) and sets * ways * line == size_b:
         return size_b, ways, line, ""
