@@ -84,7 +84,16 @@ the ladder (+14% slower: the ladder scan twice more per add), 2 MiB pages for ev
 ``book.prefetch_live`` live orders on (65,536).
 What is left at depth is mostly compute: the shallow day, every line in cache, costs ~60% of the
 deep day's time per event. ``perf stat`` could not count cache misses on this VM (no PMU
-exposed: ``bench/perf_book.py``), so these are times, not miss counts.
+exposed), so these are times, not miss counts. ``make perf-book`` now falls back to a cachegrind
+simulation (D1 and LL sized as this CPU's; no hardware prefetchers, no software prefetch, no L2,
+no memory-level parallelism): per message on the deep 10M day (messages 1.0M-1.5M, ~0.54M live
+orders; the code of 2026-12-07 01:50) ours 1,050 instructions, 25.5 D1 and 5.75 LL misses,
+itch-book 1,001 / 24.7 / 2.21; without prefetch ours 757 instructions and the same misses (the
+simulation ignores prefetches). Most of our extra LL misses are the 2**18-row event table a batch
+writes and reads back (34 MiB, over the LL): with 2**14-row batches 2.45 LL misses, but no
+difference in time measurable here (paired rounds 0.79-1.11): sequential streams, which the
+hardware prefetchers cover. So ours takes 2.6x the simulated LL misses and yet runs 1.8x faster
+than itch-book at depth: its misses overlap.
 
 Where the time goes, by line (``bench/profile_book.py``, ``make profile-book``: perf's timer
 sampling over a debug-info build, mapped through its line table; 2026-12-07, deep 10M day, ~1M
@@ -108,7 +117,8 @@ This session's changes, paired alternated rounds of ``apply_events`` (CPU s, loa
 - ``level_get`` split (lookup inlined, ``level_new`` called for a new level only; as one 9 KB
   function neither was inlined and each add passed a dozen arrays through the stack): shallow
   0.83x (6 of 6 rounds faster), deep 1.01x (noise);
-- packed rows again on top: deep 1.02x (noise), still an option.
+- packed rows again on top: deep 1.02x (noise), still an option; rows prefetched for reading
+  (``prefetcht0``) instead of writing: 1.01x (noise).
 """
 
 from __future__ import annotations
