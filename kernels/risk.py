@@ -265,16 +265,33 @@ def id_home(key, mask):
 
 
 @register_jitable
-def id_find(oh, key):
-    """Slot of the live order with client order id ``key``, or -1. ``oh[i] = (id, slot)``, slot
-    -1 = empty: key and value share a cache line."""
-    mask = oh.shape[0] - 1
-    i = id_home(key, mask)
+def id_probe(oh, key, i, mask):
+    """``id_find`` from slot ``i`` on: the rest of a collision run (out of line)."""
     while oh[i, 1] != -1:
         if oh[i, 0] == key:
             return oh[i, 1]
         i = (i + 1) & mask
     return -1
+
+
+@inline_cpu
+def id_find(oh, key):
+    """Slot of the live order with client order id ``key``, or -1. ``oh[i] = (id, slot)``, slot
+    -1 = empty: key and value share a cache line.
+
+    The home slot is read inline (it answers almost every lookup: the table is at most half full
+    and rising ids land in neighbouring slots); a collision run goes on in ``id_probe``. Written
+    without a loop or a reassignment, so numba's IR inlining keeps its SSA form. As one plain
+    ``register_jitable`` (the loop) LLVM left it a call at each of its sites in ``check_one``
+    (2-3 per intent), and in that large function a call spills and reloads most of the caller's
+    registers and passes the table as 9 scalars; inlined, the flow's intents cost about 20 ns
+    less at the median (module docstring, "Hot path")."""
+    mask = oh.shape[0] - 1
+    i = id_home(key, mask)
+    v = oh[i, 1]
+    if v == -1 or oh[i, 0] == key:
+        return v
+    return id_probe(oh, key, (i + 1) & mask, mask)
 
 
 @register_jitable
