@@ -48,8 +48,9 @@ and LLVM inlines them into their callers (``kernels/cpu.py`` raises the inline t
 ``inline_cpu`` on them, numba compiled each body once to type it and then ran its passes again
 over every inlined copy (``check_one`` and ``commit`` inside ``process_intent`` inside
 ``check_intents``, and again inside ``hedge_check``): those copies were 26 of the 39 s below.
-``check_intents`` keeps the same machine code: one function with only ``id_find`` out of line;
-the assembly differs in register and stack-slot choice. Measured cold, empty cache
+``check_intents`` kept the same machine code: one function with only ``id_find`` out of line
+(inlined too since 2026-12-07: "Hot path" below); the assembly differs in register and
+stack-slot choice. Measured cold, empty cache
 (``python -m bench.compile``; process CPU seconds; 2 shared vCPUs, numba 0.68.1, 2026-12-06):
 
   kernel           before  after (three runs)
