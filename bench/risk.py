@@ -2,6 +2,7 @@
 implementation of the same checks, on the same flow from the same state, in the same run.
 
   python -m bench.risk [--intents N] [--repeat R] [--symbols K]
+  python -m bench.risk --against PATH [--rounds R]   # A/B: another copy of kernels/risk.py
 
 Market: a generated ITCH day (500 symbols) replayed into the books, so the checks read real book
 arrays (best bid/ask, last trade, trading state) for the whole market; limits and throttles from
@@ -29,6 +30,13 @@ the same state each time: the p99 without the run-to-run noise of a shared machi
 events included in the time), best of ``repeat``. The Python peer (``PyRisk``) runs the same
 checks with dicts and ints, each intent timed with ``perf_counter_ns``. All runs must reach the
 same decision for every intent (asserted after timing).
+
+``--against PATH`` (A/B of a kernel change): the ``process_intent`` of another copy of
+``kernels/risk.py`` (same state layout) and this tree's, each in the same timed loop, on the same
+flows from the same state, run alternately in one process (``--rounds`` each), so both see the same
+machine; per-run p50 / p99 and each intent's minimum over the runs, per version. On this shared
+2-vCPU VM the separate-process figures above move by 30-50% from run to run (load from other
+processes), more than most kernel changes: compare versions this way.
 """
 
 from __future__ import annotations
@@ -64,7 +72,9 @@ def _timer_cost(n, lat):
         lat[k] = b - a
 
 
-def _make_loops():
+def _make_loops(R=R):
+    """The timed flow loop around ``R.process_intent`` (``R``: ``kernels.risk``, or a variant of
+    it with the same state layout, ``--against``)."""
     from kernels import cpu
     from kernels.state import BookRefs, RiskTables
 
@@ -653,12 +663,88 @@ def section(n: int, repeat: int, focused: int = 50) -> dict:
     return r
 
 
+# --- A/B: this tree's kernels/risk.py against another copy, alternated in one process ------------
+def load_variant(path: str):
+    """A copy of ``kernels/risk.py`` (same state layout: the flow's execution events go through this
+    tree's ``apply_exec``), imported as its own module."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("risk_variant", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def paired(other_path: str, n: int = 100_000, rounds: int = 10, focused: int = 50,
+           messages: int = 300_000) -> list[str]:
+    """Both versions' ``process_intent`` compiled into the same timed loop, on the same flow from
+    the same state, run alternately (A B, B A, ...) ``rounds`` times each: per-run p50 / p99 (median
+    over the runs) and each intent's minimum over the runs (p50 / p99 / mean, and by kind). The
+    decisions must be identical."""
+    state, tables = market(messages)
+    stage = risk_stage(state, tables, max_open=1 << 16)
+    snap = _snapshot(stage)
+    symbols = quoted_symbols(state, stage)
+    rng = np.random.default_rng(1)
+    pick = rng.choice(len(symbols), size=min(focused, len(symbols)), replace=False)
+    few = [symbols[i] for i in sorted(pick)]
+    loops = {"this": _make_loops(R), "other": _make_loops(load_variant(other_path))}
+    cpn = cycles_per_ns()
+    lines = [f"risk A/B: this tree's kernels/risk.py ('this') against {other_path} ('other'), "
+             f"{rounds} alternated rounds each; ns net of the counter reads"]
+    for case, syms in (("focused", few), ("wide", symbols)):
+        _restore(stage, snap)
+        intents, events, steps = make_flow(stage, syms, n)
+        ni = len(intents)
+        res = np.zeros((ni, IN.ND), np.int64)
+        lat = np.zeros(ni, np.int64)
+        risk, book = stage.arrays(), stage.book.arrays()
+        tc = np.zeros(min(ni, 100_000), np.int64)
+        _timer_cost(len(tc), tc)
+        timer_ns = float(np.median(tc)) / cpn
+        ref, lats = None, {k: [] for k in loops}
+        for r in range(rounds + 1):   # round 0 compiles and warms up, untimed
+            for name in (list(loops) if r % 2 == 0 else list(loops)[::-1]):
+                _restore(stage, snap)
+                loops[name](steps, intents, events, res, stage.out, risk, book, lat, 1)
+                if ref is None:
+                    ref = res[:, IN.D_REASON].copy()
+                assert np.array_equal(res[:, IN.D_REASON], ref), f"{name}: decisions differ"
+                if r > 0:
+                    lats[name].append(lat / cpn - timer_ns)
+        kinds = intents[:, IN.I_KIND]
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        lines.append(f"  {case} ({len(syms)} symbols; load average {load}); decisions identical: yes")
+        for name, runs in lats.items():
+            a = np.array(runs)
+            mn = a.min(axis=0)
+            pk = lambda sel: np.percentile(mn[sel], [50, 99])  # noqa: E731
+            by = "; ".join("{} {:.0f} / {:.0f}".format(nm, *pk(kinds == kd))
+                           for kd, nm in ((IN.KIND_NEW, "new"), (IN.KIND_CANCEL, "cancel"),
+                                          (IN.KIND_REPLACE, "replace")))
+            p50s, p99s = np.percentile(a, 50, axis=1), np.percentile(a, 99, axis=1)
+            m50, m99 = np.percentile(mn, [50, 99])
+            lines.append(f"    {name:<6} per run p50 {np.median(p50s):4.0f}  p99 {np.median(p99s):4.0f} ns "
+                         f"(runs {p99s.min():.0f}-{p99s.max():.0f});  each intent's minimum: p50 {m50:.0f}  "
+                         f"p99 {m99:.0f}  mean {mn.mean():.1f} ns  (p50 / p99 by kind: {by})")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.risk")
     ap.add_argument("--intents", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--symbols", type=int, default=50, help="symbols in the focused run")
+    ap.add_argument("--against", metavar="PATH", help="A/B instead: another copy of kernels/risk.py "
+                    "(same state layout), alternated with this one in the same process")
+    ap.add_argument("--rounds", type=int, default=10, help="--against: alternated rounds")
     a = ap.parse_args(argv)
+    if a.against:
+        for line in paired(a.against, a.intents, a.rounds, a.symbols):
+            print(line, flush=True)
+        return 0
     r = section(a.intents, a.repeat, a.symbols)
     return 0 if r and all(v.get("identical_decisions") for v in r.values() if isinstance(v, dict)) else 1
 

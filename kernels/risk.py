@@ -48,8 +48,9 @@ and LLVM inlines them into their callers (``kernels/cpu.py`` raises the inline t
 ``inline_cpu`` on them, numba compiled each body once to type it and then ran its passes again
 over every inlined copy (``check_one`` and ``commit`` inside ``process_intent`` inside
 ``check_intents``, and again inside ``hedge_check``): those copies were 26 of the 39 s below.
-``check_intents`` keeps the same machine code: one function with only ``id_find`` out of line;
-the assembly differs in register and stack-slot choice. Measured cold, empty cache
+``check_intents`` kept the same machine code: one function with only ``id_find`` out of line
+(inlined too since 2026-12-07: "Hot path" below); the assembly differs in register and
+stack-slot choice. Measured cold, empty cache
 (``python -m bench.compile``; process CPU seconds; 2 shared vCPUs, numba 0.68.1, 2026-12-06):
 
   kernel           before  after (three runs)
@@ -60,9 +61,35 @@ the assembly differs in register and stack-slot choice. Measured cold, empty cac
 
 A cold ``hftbot run --config-name smoke`` (its own compile step): 67.6 -> 32.3 s, risk 50.2 -> 14.7 s.
 
-``check_one`` and ``commit`` are still compiled twice (about 2.3 and 1.0 s each time): numba caches
-a jitable per caller's compile flags, and the standalone typing of ``process_intent`` and
-``check_intents`` (``_nrt=False``) differ.
+Compile time, one body per flags (2026-12-07). numba keeps a jitable's compiled body per set of
+flags of the function calling it (the template's cache key holds the caller's flags). The
+standalone typing of ``process_intent`` (an ``inline="always"`` overload compiles with the
+overload defaults: no ``nogil``, no Python wrapper, runtime on) and ``check_intents`` differ, and
+so did ``hedge_check`` (a plain jitable, under ``apply_exec``): ``check_one`` and ``commit`` were
+compiled twice (4-5 and 2 s of CPU), ``order_close`` twice under ``apply_exec``. Now
+``process_intent`` (``inline_cpu_nrt_off``), ``on_fill`` and ``hedge_check`` (``kernel_flags``)
+are compiled on the CPU with the kernels' own flags (``_KERNEL_FLAGS``), so every helper under
+them is compiled once and shared by both kernels; the machine code is the same. Cold, empty
+cache, just these two kernels (process CPU s, 2 shared vCPUs, load 3-5, so +-20%):
+``check_intents`` 19.8 -> 13.7, ``apply_exec`` 15.7 -> 12.9 (``bench.compile`` figures: README).
+
+Hot path: no call left (2026-12-07). ``id_find`` was a plain jitable with a loop; LLVM left it a
+call at each of its 2-3 sites per intent in ``check_one`` (the duplicate-id check, the order a
+cancel/replace acts on), and in that large function a call spills and reloads most of the
+caller's live values and passes the table as 9 scalars. It now reads the home slot inline
+(``inline_cpu``, no loop, no reassignment: numba's IR inlining keeps SSA form) and leaves a
+collision run to ``id_probe``. The same flow replayed from the same state, variants compiled in
+one process and alternated (8 rounds; 2 shared vCPUs, load average 4.5-5.7, so absolute figures
+are high), each intent's minimum over the rounds, mean: focused 61.3 -> 39.4 ns (replace p50
+110 -> 70, new 80 -> 50), wide 76.1 -> 52.3 ns; per-run p50 85 -> 60 ns, p99 331 -> 245 ns.
+``register_jitable(forceinline=True)`` on the loop version measured the same (40.1 / 52.9 ns)
+but passes a CPU-only option to the CUDA target; ``inline_cpu`` on the loop version too (39.3)
+but numba warns (``NumbaIRAssumptionWarning``, an error in the tests). Tried and not kept:
+software prefetch (``kernels/prefetch.py``) of the lines an intent reads first (its two id
+slots, its symbol's ``ps``, ``sym``, ``ls`` and ``bk`` rows) at the start of ``process_intent``:
+focused 51.8 -> 53.0 ns, wide 69.6 -> 59.6 ns (same run: base vs variant); of the *next* intent's
+lines at the end of each intent: 51.8 -> 66.6 and 69.6 -> 83.7 ns (the hints cost more than the
+misses they hide: with 50 symbols the lines are in L1/L2 already).
 
 Risk hot path, same machine (shared and noisy; p50 / p99 ns per intent, focused and wide flow).
 ``python -m bench.risk``, three runs each: before focused 40-46 / 81-132, wide 42-44 / 116-169;
@@ -79,7 +106,7 @@ accepted path and the code no longer matches the old one (p50 42 / 43 ns).
 from __future__ import annotations
 
 import numpy as np
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 from kernels.flags import load_flag
 from kernels.wire import inline_cpu  # noqa: F401  (CPU-inline, CUDA-plain jitable)
@@ -265,16 +292,33 @@ def id_home(key, mask):
 
 
 @register_jitable
-def id_find(oh, key):
-    """Slot of the live order with client order id ``key``, or -1. ``oh[i] = (id, slot)``, slot
-    -1 = empty: key and value share a cache line."""
-    mask = oh.shape[0] - 1
-    i = id_home(key, mask)
+def id_probe(oh, key, i, mask):
+    """``id_find`` from slot ``i`` on: the rest of a collision run (out of line)."""
     while oh[i, 1] != -1:
         if oh[i, 0] == key:
             return oh[i, 1]
         i = (i + 1) & mask
     return -1
+
+
+@inline_cpu
+def id_find(oh, key):
+    """Slot of the live order with client order id ``key``, or -1. ``oh[i] = (id, slot)``, slot
+    -1 = empty: key and value share a cache line.
+
+    The home slot is read inline (it answers almost every lookup: the table is at most half full
+    and rising ids land in neighbouring slots); a collision run goes on in ``id_probe``. Written
+    without a loop or a reassignment, so numba's IR inlining keeps its SSA form. As one plain
+    ``register_jitable`` (the loop) LLVM left it a call at each of its sites in ``check_one``
+    (2-3 per intent), and in that large function a call spills and reloads most of the caller's
+    registers and passes the table as 9 scalars; inlined, the flow's intents cost about 20 ns
+    less at the median (module docstring, "Hot path")."""
+    mask = oh.shape[0] - 1
+    i = id_home(key, mask)
+    v = oh[i, 1]
+    if v == -1 or oh[i, 0] == key:
+        return v
+    return id_probe(oh, key, (i + 1) & mask, mask)
 
 
 @register_jitable
@@ -813,7 +857,35 @@ def commit(src, k, o, out, g, lim, ps, ro, oh, ofree, st, rt):
     return row
 
 
-@inline_cpu
+#: the CPU kernels' compile flags (``kernels/cpu.py``: ``njit(nogil=True, _nrt=False)``, with the
+#: Python wrapper every ``njit`` gets); see ``kernel_flags``
+_KERNEL_FLAGS = {"_nrt": False, "nogil": True, "no_cpython_wrapper": False}
+
+
+def kernel_flags(fn):
+    """``register_jitable`` whose CPU compile uses the kernels' flags (``_KERNEL_FLAGS``); a plain
+    device function on CUDA. numba keeps a jitable's compiled body per set of flags of the
+    function that calls it: ``check_one`` and ``commit`` called from ``check_intents`` and, under
+    ``apply_exec``, from ``hedge_check`` (a jitable, default flags) were compiled twice."""
+    overload(fn, target="cpu", strict=False, jit_options=dict(_KERNEL_FLAGS))(lambda *args, **kwargs: fn)
+    overload(fn, target="cuda", strict=False)(lambda *args, **kwargs: fn)
+    return fn
+
+
+def inline_cpu_nrt_off(fn):
+    """``inline_cpu`` (``kernels/wire.py``) whose own CPU compile, the one numba makes to type it
+    before inlining, runs without the reference-counting runtime, as the kernels that inline it
+    (``kernels/cpu.py``: ``_nrt=False``). The jitables it calls are compiled once per set of
+    flags: with the default flags (``_nrt`` on) there, ``check_one`` and ``commit`` were compiled
+    twice for ``check_intents``, once under that typing and once for the kernel (module
+    docstring, "Compile time")."""
+    overload(fn, target="cpu", inline="always", strict=False, jit_options=dict(_KERNEL_FLAGS))(
+        lambda *args, **kwargs: fn)
+    overload(fn, target="cuda", strict=False)(lambda *args, **kwargs: fn)
+    return fn
+
+
+@inline_cpu_nrt_off
 def process_intent(k, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
     """One step of ``check_intents``: the whole check set and the bookkeeping for intent ``k``
     (what the benchmark times). False when ``out`` is full (``g[G_ERROR]``)."""
@@ -861,7 +933,7 @@ def check_intents(n, intents, res, out, risk, book):
 
 
 # --- execution events ------------------------------------------------------------------------------
-@register_jitable
+@kernel_flags
 def hedge_check(loc, now, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
     """After a fill: when |net exposure| passes the threshold, make a hedge intent (in the hedge
     instrument scaled by beta, or in the filled symbol) back down to the target, and send it
@@ -930,7 +1002,7 @@ def hedge_check(loc, now, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk
         g[G_HEDGES_REJECTED] += 1
 
 
-@register_jitable
+@kernel_flags
 def on_fill(k, x, ev, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym):
     q = ev[k, E_QTY]
     px = ev[k, E_PRICE]
