@@ -118,7 +118,11 @@ This session's changes, paired alternated rounds of ``apply_events`` (CPU s, loa
   function neither was inlined and each add passed a dozen arrays through the stack): shallow
   0.83x (6 of 6 rounds faster), deep 1.01x (noise);
 - packed rows again on top: deep 1.02x (noise), still an option; rows prefetched for reading
-  (``prefetcht0``) instead of writing: 1.01x (noise).
+  (``prefetcht0``) instead of writing: 1.01x (noise);
+- the crossed/locked check from a per-symbol state recomputed only when an update changed a best
+  level (instead of reading both best levels after every change, 5.5% of the samples): deep
+  0.976x, shallow 1.005x (noise), not kept; the test that counts crossed/locked updates against
+  a recount after every event (``tests/test_book.py``) stays.
 """
 
 from __future__ import annotations

@@ -164,6 +164,67 @@ def test_crossed_and_locked_books_are_counted(backend):
     assert c["locked_updates"] == 1 and c["crossed_updates"] == 1 and c["crossed_or_locked_books_now"] == 1
 
 
+@st.composite
+def crossing_flows(draw):
+    """Two symbols whose bids and asks overlap (books cross and lock), every kind of update, some
+    naming the other symbol's locate (the book follows the order, the check the event's locate)
+    and some orders of zero shares."""
+    live: dict[int, tuple] = {}
+    rows, ref = [], 1
+    for _ in range(draw(st.integers(1, 60))):
+        op = draw(st.sampled_from("AAAADXECU") if live else st.just("A"))
+        if op == "A":
+            loc, side = draw(st.integers(1, 2)), draw(st.sampled_from("BS"))
+            sh = draw(st.sampled_from([0, 1, 5, 10, 100]))
+            rows.append(A(ref, side, sh, 10_000 + 100 * draw(st.integers(-3, 3)), locate=loc))
+            live[ref] = (loc, sh)
+            ref += 1
+            continue
+        r = draw(st.sampled_from(sorted(live)))
+        loc, sh = live[r]
+        named = loc if draw(st.integers(0, 4)) else 3 - loc
+        if op == "D":
+            rows.append(dict(kind="D", ref=r, locate=named))
+            del live[r]
+        elif op in "XEC":
+            q = draw(st.integers(1, max(sh, 1)))
+            rows.append(dict(kind=op, ref=r, shares=q, price=10_000, locate=named, alpha0="Y"))
+            if q >= sh:
+                del live[r]
+            else:
+                live[r] = (loc, sh - q)
+        else:
+            rows.append(dict(kind="U", ref=r, new_ref=ref, shares=draw(st.sampled_from([0, 7])),
+                             price=10_000 + 100 * draw(st.integers(-3, 3)), locate=named))
+            del live[r]
+            live[ref] = (loc, rows[-1]["shares"])
+            ref += 1
+    return rows
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crossing_flows())
+def test_crossed_and_locked_counts_follow_every_update(flow):
+    """After every update the event's symbol counts as crossed (best bid > best ask) or locked
+    (equal), both sides non-empty with shares at their best: checked from the book after each
+    event, against the kernel's counters (which recompute only when a best level changed)."""
+    from kernels import cpu
+
+    state = BookState(256, 256, 4)
+    books = BookStage(cpu, state, capacity=4, symbols=[])
+    crossed = locked = 0
+    for row in flow:
+        books(table([row]))
+        loc = row["locate"]
+        bid = B.best_of(loc * 2, state.bk, state.li)
+        ask = B.best_of(loc * 2 + 1, state.bk, state.li)
+        if bid[1] > 0 and ask[1] > 0:
+            crossed += bid[0] > ask[0]
+            locked += bid[0] == ask[0]
+        c = state.counters()
+        assert (c["crossed_updates"], c["locked_updates"]) == (crossed, locked), row
+
+
 def test_directory_trading_action_regsho_and_luld_are_kept_per_symbol(backend):
     state, books = new_books(backend)
     books(table([dict(kind="R", locate=3, stock="MSFT", aux0=100), dict(kind="H", locate=3, stock="MSFT", alpha0="H"),
