@@ -218,10 +218,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         print(f"hftbot generate: error: {out.parent}: no such directory", file=sys.stderr)
         return 2
+    if args.live_orders is not None and args.preset != "deep":
+        print("hftbot generate: error: --live-orders needs --preset deep (the shallow day keeps ~64 orders "
+              "a symbol)", file=sys.stderr)
+        return 2
     try:
         summary = generate(args.out, fmt=args.fmt, n_messages=args.messages, n_symbols=args.symbols,
                            preset=None if args.preset == "shallow" else args.preset,
-                           seed=args.seed)
+                           seed=args.seed, live_orders=args.live_orders)
     except ValueError as exc:  # too few messages for the symbols' set-up
         print(f"hftbot generate: error: {exc}", file=sys.stderr)
         return 2
@@ -262,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--symbols", type=locates, default=None, help="symbols (default: 64 shallow, 500 deep)")
     g.add_argument("--preset", choices=("shallow", "deep"), default="shallow",
                    help="deep: Nasdaq-like depth (1M+ live orders mid-stream, thousands of levels on busy symbols)")
+    g.add_argument("--live-orders", type=positive, default=None,
+                   help="deep: live orders at the close (default messages/18 within 1M..6M)")
     g.add_argument("--seed", type=int, default=1)
     g.set_defaults(func=cmd_generate)
     from pipeline.compare import add_arguments as compare_arguments, cmd_compare

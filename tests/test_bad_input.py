@@ -282,6 +282,8 @@ def test_hftbot_book_names_its_option_for_a_locate_drop(tmp_path, capsys):
     (["book", "{f}", "--symbols", "TOOLONGNAME"], "argument --symbols: not a stock symbol"),
     (["generate", "{d}/no/such/dir/x.pcap"], "no such directory"),
     (["generate", "{d}/x.pcap", "--messages", "0"], "argument --messages: must be at least 1"),
+    (["generate", "{d}/x.itch", "--live-orders", "1000"], "--live-orders needs --preset deep"),
+    (["generate", "{d}/x.itch", "--preset", "deep", "--live-orders", "0"], "argument --live-orders: must be at least 1"),
     (["kill", "--pid", "0"], "argument --pid: expected the process id of one pipeline"),
     (["kill", "--pid", "abc"], "argument --pid: expected a process id"),
     (["kill", "--config-name", "nope"], "--config-name nope: Cannot find primary config"),
@@ -316,3 +318,15 @@ def test_kill_a_pid_that_does_not_exist_touches_nothing(tmp_path):
     res = hftbot("kill", "--pid", str(pid), "--file", str(kf))
     assert res.returncode == 3 and "no such process" in one_line_error(res, "hftbot kill")
     assert not kf.exists()
+
+
+def test_generate_a_deep_day_with_its_live_orders(tmp_path, capsys):
+    """``hftbot generate --preset deep --live-orders N``: the day's target is N, and it gets there."""
+    import json
+
+    res = cli("generate", str(tmp_path / "d.itch"), "--fmt", "itch", "--preset", "deep", "--messages", "60000",
+              "--symbols", "4", "--live-orders", "3000", "--seed", "2", capsys=capsys)
+    assert res.returncode == 0, res.stderr
+    x = json.loads(res.stdout)["extra"]
+    assert x["preset"] == "deep" and x["live_orders_target"] == 3000
+    assert 0.8 * 3000 < x["live_orders_now"] <= 1.2 * 3000
