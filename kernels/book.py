@@ -96,13 +96,13 @@ hardware prefetchers cover. So ours takes 2.6x the simulated LL misses and yet r
 than itch-book at depth: its misses overlap.
 
 Where the time goes, by line (``bench/profile_book.py``, ``make profile-book``: perf's timer
-sampling over a debug-info build, mapped through its line table; 2026-12-07, deep 10M day, ~1M
-live orders, prefetch on). Share of all samples of the process: the prefetch stage 33.5%
-(its first read of each chain link, e.g. the page slot prefetched five events before, is the top
-stalled instruction: 7.5%), ``order_add`` 8.3%, ``order_remove`` 5.7%, a replace's add 4.3%,
-``best_of`` (the crossed/locked check reads both best levels) 4.4%, the book 62.6% in all;
-outside it, decode ~12% and the kernel zeroing first-touched pages ~10% (book rows handed out for
-the first time). On the shallow day the level hash was the top line (its lookup at a mixed home:
+sampling over a debug-info build, mapped through its line table; 2026-12-07 02:47 UTC, deep 10M
+day, ~1M live orders, prefetch on, after the changes below). Share of all samples of the process:
+the prefetch stage 38.6% (its first read of each chain link, e.g. the page slot prefetched five
+events before, is the top stalled instruction: 8.6%), ``order_remove`` 7.1%, ``order_add`` 6.0%,
+a replace's add 5.2%, ``best_of`` x 2 (the crossed/locked check reads both best levels) 5.5%,
+the book 68.9% in all; outside it, decode ~12% and the kernel zeroing first-touched pages
+(book rows handed out for the first time; 9.8% in a run of the production build). On the shallow day the level hash was the top line (its lookup at a mixed home:
 19% of the samples). This VM, random reads over 1 GiB (``numba`` loop, the other core busy):
 independent 20 ns each on 2 MiB pages and 46 ns on 4 KiB pages (a nested page walk per miss);
 two-link chains 30 and 85 ns; prefetching 16 ahead: 14 / 36 ns independent. numpy already asks
@@ -535,13 +535,20 @@ def ladder_index(book, price, lk):
 
 
 @register_jitable
-def level_find(book, price, lk, lv, lmask):
-    """The level of ``price`` in ``book``, or -1: its ladder entry when the book's ladder covers
-    the price (such a level is on the ladder only), else the level hash."""
+def level_lookup(book, price, lk, lv, lmask):
+    """(``price``'s ladder entry in ``lv`` or -1, the level of ``price`` in ``book`` or -1): the
+    ladder entry when the book's ladder covers the price (such a level is on the ladder only),
+    else the level hash."""
     k = ladder_index(book, price, lk)
     if k >= 0:
-        return np.int64(lv[k])
-    return probe_find(lk, lv, lmask, level_key(book, price), True)
+        return k, np.int64(lv[k])
+    return k, probe_find(lk, lv, lmask, level_key(book, price), True)
+
+
+@register_jitable
+def level_find(book, price, lk, lv, lmask):
+    """The level of ``price`` in ``book``, or -1 (``level_lookup``)."""
+    return level_lookup(book, price, lk, lv, lmask)[1]
 
 
 @register_jitable
@@ -588,7 +595,7 @@ def ladder_build(book, side, li, lj, lk, lv, bk):
     half = h >> 1
     if h < LADDER_MIN_SLOTS or book >= half - 2:
         return
-    lmask = half - 1
+    lmask = level_mask(lk)
     lad = lk[half + book] & _LOW32
     old = np.int64(-1)  # the old window's first tick; -1: no ladder before
     if lad != 0:
@@ -660,11 +667,7 @@ def level_get(book, side, price, li, lj, lfree, lk, lv, lmask, bk, ctr):
     Small on purpose: the lookup is inlined into the caller, the creation (``level_new``, ~9 KB
     of code) is a call made only for a new level; as one function LLVM inlined neither, and every
     add paid a call passing a dozen arrays (measured in the module docstring)."""
-    k = ladder_index(book, price, lk)
-    if k >= 0:
-        x = np.int64(lv[k])
-    else:
-        x = probe_find(lk, lv, lmask, level_key(book, price), True)
+    k, x = level_lookup(book, price, lk, lv, lmask)
     if x >= 0:
         return x
     return level_new(book, side, price, k, li, lj, lfree, lk, lv, lmask, bk, ctr)
@@ -892,9 +895,9 @@ def depth_shares(book, n, bk, lj, li):
 # address comes out of the line before). While the book applies event i, these load the lines
 # of later events in the same chain, one link per stage, so that each stage reads lines the
 # stage before fetched: event i + PF_REF's page slot, event i + PF_ORDER's order row (from its
-# now-cached page slot) and an add's level-hash home, event i + PF_LEVEL's level rows and queue
-# neighbours (from its now-cached order row) and an add's level, event i + PF_TAIL an add's
-# queue tail. The reads are speculative (a later event may be applied to a state the events in
+# now-cached page slot) and where an add's level is looked up (its ladder entry, else its hash
+# home), event i + PF_LEVEL's level rows and queue neighbours (from its now-cached order row) and
+# an add's level (when on the ladder), event i + PF_TAIL an add's queue tail. The reads are speculative (a later event may be applied to a state the events in
 # between change): only addresses come out of them, every index is checked before use, and the
 # update itself reads the state again. Measured in this module's docstring.
 
@@ -1015,8 +1018,8 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
     j = i + PF_TAIL
     if j < n:
         if _is_update(kind[j]):
-            # an order alone on its level takes the level with it: its neighbours, its level-hash
-            # home and its ladder entry
+            # an order alone on its level takes the level with it: its neighbours and its entry
+            # in the level map (ladder entry, else hash home)
             s = ref_find(ok, ov, ref[j])
             if 0 <= s < no:
                 x = oj[s, J_LEVEL]
