@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decode import inmem_binaryfile, peak_rss_mb, run_reference
+from bench.decode import frame_index, inmem_binaryfile, peak_rss_mb, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -202,8 +202,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     symbols = list(FEATURE_SYMBOLS) if name == "ours.book.features" else []
     stream = name == "ours.book.stream"
     table = EventTable(ROWS)
-    idx = (np.zeros(ROWS, np.int64), np.zeros(ROWS, np.int32), np.zeros(ROWS, np.uint64),
-           np.zeros(ROWS, np.uint16), np.zeros(ROWS, np.int64))
+    idx = frame_index(ROWS)
     with open(path, "rb") as f:
         head = np.frombuffer(f.read(1 << 16), np.uint8)
     # JIT load on the first 64 KiB, outside the timing (packed rows are another specialization)

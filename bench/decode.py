@@ -46,6 +46,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def frame_index(rows: int) -> tuple:
+    """Empty frame-index columns for ``rows`` messages: (offset, length, sequence, session, rx
+    time), what ``inmem_binaryfile`` and ``_inmem_pcap`` frame into."""
+    return (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
+            np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
+
+
 def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
     """Frame and decode a whole in-memory BinaryFILE batch by batch; ``after(table)`` is called
     on each decoded batch (the book benchmark books it). Returns the messages decoded."""
@@ -141,8 +148,7 @@ def run_ours(name: str, path: str, repeat: int, rows: int = 1 << 18) -> dict:
     if name == "ours.pcap":
         rows = max(rows, 1 << 16)
     table = EventTable(rows)
-    idx = (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64), np.zeros(rows, np.uint16),
-           np.zeros(rows, np.int64))
+    idx = frame_index(rows)
     data = np.fromfile(path, dtype=np.uint8)
     k = cpu
     if name == "ours.floor":

@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import types
@@ -129,7 +128,7 @@ def profile(path: Path, max_orders: int, max_levels: int, prefetch_live: int | N
     """Decode + book ``path`` in this process under ``perf record``; samples by book.py line."""
     from numba import njit
 
-    from bench.decode import inmem_binaryfile
+    from bench.decode import frame_index, inmem_binaryfile
     from kernels import book as B
     from kernels import cpu
     from kernels.events import EventTable
@@ -140,8 +139,7 @@ def profile(path: Path, max_orders: int, max_levels: int, prefetch_live: int | N
     backend = types.SimpleNamespace(**{k: getattr(cpu, k) for k in dir(cpu) if not k.startswith("__")})
     backend.apply_events = apply_dbg
     rows = 1 << 18
-    idx = (np.zeros(rows, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.uint64),
-           np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
+    idx = frame_index(rows)
     data = np.fromfile(path, dtype=np.uint8)
     table = EventTable(rows)
     pl = PREFETCH_LIVE if prefetch_live is None else prefetch_live
