@@ -172,9 +172,10 @@ class Execution:
                 self.clock = None
 
     def force_stop(self) -> None:
-        """The second Ctrl-C: no logout, no waiting; the venue process group is killed."""
+        """The second Ctrl-C (called inside the signal handler): no logout, no waiting; the
+        venue is sent SIGKILL (``kill_now``: it takes no lock the interrupted frame may hold)."""
         if self.venue is not None:
-            self.venue.kill()
+            self.venue.kill_now()
 
     def wait_cancels(self, open_orders, timeout_s: float) -> bool:
         """After ``cancel_all``: take reports until ``open_orders()`` is 0 or ``timeout_s`` passed.

@@ -222,6 +222,41 @@ def test_a_second_signal_forces_the_exit_and_kills_the_venue(samples, tmp_path):
     wait_for(lambda: not _alive(venue), 20, "the venue to exit")
 
 
+_FORCE_CHILD = """
+import os, signal, subprocess, sys, threading
+from replay.venue.process import VenueProcess
+v = VenueProcess(None, 1, sys.argv[1], None)
+v.proc = subprocess.Popen(["sleep", "600"])           # stands in for the venue process
+print(v.proc.pid, flush=True)
+def force(signum, frame):
+    getattr(v, sys.argv[2])()
+    os._exit(130)
+signal.signal(signal.SIGINT, force)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+while True:                                            # the drain loop's liveness checks, back to back
+    v.alive()
+"""
+
+
+def test_the_forced_exit_kills_the_venue_from_inside_a_signal_handler(tmp_path):
+    """A second Ctrl-C lands in the main thread while it checks the venue (``Popen.poll``, which
+    holds Popen's waitpid lock). The handler's kill must not wait on that lock: ``kill`` (SIGKILL
+    then ``Popen.wait``) hangs here every time; ``kill_now`` exits with 130 and the venue is gone."""
+    p = subprocess.Popen([sys.executable, "-c", _FORCE_CHILD, str(tmp_path), "kill_now"], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(p.stdout.readline())
+    try:
+        rc = p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the signal handler's venue kill hung (waitpid lock held by the interrupted frame)")
+    finally:
+        p.stdout.close()
+    assert rc == 130
+    wait_for(lambda: not _alive(child), 20, "the venue to exit")
+
+
 @pytest.mark.slow
 def test_no_child_outlives_a_run_killed_with_sigkill(samples, tmp_path):
     p = Proc(_args(samples, tmp_path), cwd=tmp_path)

@@ -185,6 +185,20 @@ class VenueProcess:
         if self.proc is not None:
             self.proc.wait()
 
+    def kill_now(self) -> None:
+        """SIGKILL without waiting for the exit: what a signal handler may call. ``kill`` waits
+        in ``Popen.wait``, which takes Popen's waitpid lock; a handler that interrupted the main
+        thread inside ``Popen.poll`` (``alive``, called every 10 ms while cancels drain) found
+        the lock held by the very frame it interrupted and waited forever: a second Ctrl-C then
+        hung the run (tests/test_run_control.py reproduces it). The process is reaped by the
+        next ``poll``/``wait``, or by init once this process exits."""
+        p = self.proc
+        if p is not None and p.returncode is None:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:   # already gone (a zombie not yet reaped still takes it)
+                pass
+
     def restart(self) -> "VenueProcess":
         self.kill()
         return self.start()
