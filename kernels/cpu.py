@@ -8,13 +8,11 @@ from __future__ import annotations
 from llvmlite import binding as _llvm
 from numba import njit
 
+from kernels import KERNEL_FLAGS
 from kernels import framing as _framing
 from kernels import itch as _itch
 
-# _nrt=False: these kernels never allocate, and without the runtime numba emits no reference
-# counting: with it, every array passed through the per-message body cost an atomic
-# incref/decref pair (decode measured 130 ns/msg with it, see README "Benchmarks").
-_jit = njit(cache=True, nogil=True, _nrt=False)
+_jit = njit(cache=True, **KERNEL_FLAGS)
 
 # LLVM's default inline threshold (225) leaves the book's helpers (order_add, level_get, ...)
 # as calls that pass a dozen arrays each; 3000 inlines them: the book update measured
@@ -39,7 +37,7 @@ top_levels = _jit(_book.top_levels)
 from kernels import model as _model  # noqa: E402
 
 # fast-math: the dot products of the MLP reassociate, so they vectorise (model.py docstring)
-predict_batch = njit(cache=True, nogil=True, _nrt=False, fastmath=True)(_model.predict_batch)
+predict_batch = njit(cache=True, fastmath=True, **KERNEL_FLAGS)(_model.predict_batch)
 prepare_inputs = _jit(_model.prepare_inputs)
 
 # --- risk (kernels/risk.py) ---------------------------------------------------------------------

@@ -108,6 +108,7 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import overload, register_jitable
 
+from kernels import KERNEL_FLAGS
 from kernels.flags import load_flag
 from kernels.wire import inline_cpu  # noqa: F401  (CPU-inline, CUDA-plain jitable)
 
@@ -857,9 +858,9 @@ def commit(src, k, o, out, g, lim, ps, ro, oh, ofree, st, rt):
     return row
 
 
-#: the CPU kernels' compile flags (``kernels/cpu.py``: ``njit(nogil=True, _nrt=False)``, with the
-#: Python wrapper every ``njit`` gets); see ``kernel_flags``
-_KERNEL_FLAGS = {"_nrt": False, "nogil": True, "no_cpython_wrapper": False}
+#: the CPU kernels' compile flags (``kernels.KERNEL_FLAGS``, with the Python wrapper every
+#: ``njit`` gets); see ``kernel_flags``
+_KERNEL_FLAGS = {**KERNEL_FLAGS, "no_cpython_wrapper": False}
 
 
 def kernel_flags(fn):

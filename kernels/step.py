@@ -52,6 +52,7 @@ from collections import namedtuple
 import numpy as np
 from numba.extending import register_jitable
 
+from kernels import KERNEL_FLAGS
 from kernels import book as _book
 from kernels import intents as _intents
 from kernels import risk as _risk
@@ -192,7 +193,7 @@ def _batch_binding(k, template, **stages):
     if k is cpu:
         from numba import njit
 
-        return njit(cache=True, nogil=True, _nrt=False)(fn)
+        return njit(cache=True, **KERNEL_FLAGS)(fn)
     return fn
 
 
