@@ -199,6 +199,7 @@ from kernels import book as _book  # noqa: E402
 
 _apply_events = cuda.jit(device=True)(_book.apply_events)
 _top_levels = cuda.jit(device=True)(_book.top_levels)
+_shard_events = cuda.jit(device=True)(_book.shard_events)
 
 
 @cuda.jit
@@ -212,6 +213,12 @@ def _apply_events_kernel(n, ev, book, feat, fo, fk, out):
 
 
 @cuda.jit
+def _shard_events_kernel(n, ev, p, owner, sev, idx, out):
+    if cuda.grid(1) == 0:
+        out[0] = _shard_events(n, ev, p, owner, sev, idx)
+
+
+@cuda.jit
 def _top_levels_kernel(book, depth, bk, li, lj, res, out):
     if cuda.grid(1) == 0:
         out[0] = _top_levels(book, depth, bk, li, lj, res)
@@ -221,6 +228,13 @@ def apply_events(n, ev, book, feat, fo, fk):
     args = dict(n=n, ev=ev, book=book, feat=feat, fo=fo, fk=fk)
     r = _run_single(_apply_events_kernel, args, ("book", "fo", "fk"))
     return int(r[0]), int(r[1])
+
+
+def shard_events(n, ev, p, owner, out, idx):
+    """The CPU thread-sharding helper's body on one device thread (tested under the simulator
+    with the CPU's; the device pipeline shards inside its kernel, ``_books_shard``)."""
+    r = _run_single(_shard_events_kernel, dict(n=n, ev=ev, p=p, owner=owner, sev=out, idx=idx), ("sev", "idx"))
+    return int(r[0])
 
 
 def top_levels(book, depth, bk, li, lj, out):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def locates(text: str) -> int:
     n = positive(text)
     if n > 65535:
         raise argparse.ArgumentTypeError(f"must be at most 65535 (ITCH locate codes are 16-bit), got {n:,}")
+    return n
+
+
+def threads(text: str) -> int:
+    """Book threads: 1..os.cpu_count() (more shards than cores only add memory and switches)."""
+    n = positive(text)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        raise argparse.ArgumentTypeError(f"must be at most {cores} (this machine's CPUs), got {n}")
     return n
 
 
@@ -176,25 +186,36 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_book(args: argparse.Namespace) -> int:
-    from pipeline.book import BookCapacityError, BookStage, BookState
+    from pipeline.book import BookCapacityError, BookShards, BookStage, BookState, ShardedBookStage
 
     symbols = args.symbols
     stop_ns = parse_clock(args.at) if args.at else None
+    stop_ts = stop_ns if stop_ns is not None else 2**62
     reader = open_capture("hftbot book", args)
     if reader is None:
         return 2
-    state = BookState(args.max_orders, args.max_levels, args.max_symbols)
     decode = DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
-    books = BookStage(cpu, state, reader.batch_rows, symbols=[], stop_ts=stop_ns if stop_ns is not None else 2**62)
+    if args.threads > 1:  # the books split by symbol, one thread a shard (pipeline/book.py)
+        state = BookShards(args.threads, args.max_orders, args.max_levels, args.max_symbols)
+        books = ShardedBookStage(cpu, state, reader.batch_rows, stop_ts=stop_ts)
+    else:
+        state = BookState(args.max_orders, args.max_levels, args.max_symbols)
+        books = BookStage(cpu, state, reader.batch_rows, symbols=[], stop_ts=stop_ts)
     try:
-        for batch in reader:
-            books(decode(batch))
-            if books.stopped:
-                break
+        if isinstance(books, ShardedBookStage):  # the next batch decoded while the shards apply this one
+            books.replay(reader, (decode, DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)))
+        else:
+            for batch in reader:
+                books(decode(batch))
+                if books.stopped:
+                    break
     except BookCapacityError as exc:
         text = str(exc).replace("book.max_orders", "--max-orders").replace("book.max_levels", "--max-levels")
         print(f"hftbot book: error: {text.replace('in the config', 'on the command line')}", file=sys.stderr)
         return 3
+    finally:
+        if isinstance(books, ShardedBookStage):
+            books.close()
     for name in symbols:
         loc = state.locate_of(name)
         if loc is None:
@@ -257,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-orders", type=positive, default=6_000_000)
     b.add_argument("--max-levels", type=positive, default=2_000_000)
     b.add_argument("--max-symbols", type=locates, default=16_384)
+    b.add_argument("--threads", type=threads, default=1,
+                   help="split the books by symbol across this many threads (default 1; each thread's "
+                        "books are sized by --max-orders/--max-levels)")
     b.add_argument("--chunk-bytes", type=chunk_bytes, default=4 << 20, help=argparse.SUPPRESS)
     b.set_defaults(func=cmd_book)
     g = sub.add_parser("generate", help="write a deterministic synthetic ITCH 5.0 feed")
