@@ -1,7 +1,9 @@
 """Book benchmark: our decode + full L3 book against itch-book (parse + full L3 book).
 
 Each contender runs in its own fresh process (``python -m bench.book worker NAME FILE REPEAT
-MAX_ORDERS MAX_LEVELS``) so its peak RSS is its own, on one core, best of ``repeat``. Every
+MAX_ORDERS MAX_LEVELS``) so its peak RSS is its own, on one core (except the ``*.threads`` rows:
+the books split by symbol across ``threads()`` threads, against itch-book on one), best of
+``repeat``. Every
 contender reads the whole BinaryFILE into memory first and is timed on the in-memory buffer
 (no disk I/O), except ``ours.book.stream``, which streams the file through ``CaptureReader`` in
 4 MiB chunks as ``make run`` does (page cache warm after the first repetition).
@@ -73,7 +75,52 @@ WHAT = {
     "ours.book.packed": "ours: the same as ours.book with BookState(packed=True) (order and level rows one "
                         "cache line each)",
     "ours.book.noprefetch": "ours: the same as ours.book with the book's prefetching off (book.prefetch_live=0)",
+    "ours.book.threads": "ours: the same as ours.book, books split by symbol across THREADS threads (BookShards; "
+                         "the next batch decoded meanwhile)",
 }
+
+
+def threads() -> int:
+    """Book threads of the ``*.threads`` rows: this machine's CPUs, at most 2 (the 2-core CI box
+    and the machine the README figures come from)."""
+    import os
+
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
+
+def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
+    """``_inmem_book`` for ``BookShards``: frame the in-memory BinaryFILE batch by batch and hand
+    each to ``ShardedBookStage.replay`` (two event tables, decode overlapped with the shards)."""
+    from kernels import book as B
+    from kernels import stats as S
+    from kernels.events import EventTable
+    from kernels.state import Events, Frames
+    from pipeline.book import ShardedBookStage
+
+    off, length, seq, sess, rx = idx
+    stats = S.new_stats()
+    tables = [EventTable(ROWS), EventTable(ROWS)]
+
+    def batches():
+        pos, end, nxt = 0, len(data), 1
+        while True:
+            n, pos, status = k.index_binaryfile(data, pos, end, np.uint64(nxt), off, length, seq, sess, rx, stats)
+            if n == 0:
+                return
+            nxt += n
+            yield n
+            if status != 0:
+                return
+
+    def decoder(t):
+        def dec(n):
+            t.n = int(k.decode_batch(Frames(data, off, length, seq, sess, rx), n, 0, Events(*t.columns()), stats))
+            return t
+        return dec
+
+    with ShardedBookStage(k, books, ROWS) as stage:
+        stage.replay(batches(), (decoder(tables[0]), decoder(tables[1])))
+    return int(books.ctr[B.C_EVENTS])
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
 
 
@@ -158,8 +205,10 @@ def whole_process(path: Path, repeat: int, sizing: dict | None) -> dict[str, dic
     if sizing and "error" not in sizing:
         ours += ["--max-orders", str(sizing["max_orders"]), "--max-levels", str(sizing["max_levels"])]
     cmds = {"ours.book.process": ours,
+            "ours.book.process.threads": [*ours, "--threads", str(threads())],
             "itch_book.process": [sys.executable, "-m", "bench.book", "itchbook-process", str(path)]}
     what = {"ours.book.process": "ours: whole process, hftbot book FILE --symbols AAPL --depth 1",
+            "ours.book.process.threads": f"ours: the same with --threads {threads()} (books split by symbol)",
             "itch_book.process": "itch-book: whole process, file streamed in 4 MiB chunks, AAPL top level"}
     out: dict[str, dict] = {}
     for name, cmd in cmds.items():
@@ -195,10 +244,13 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     from kernels.events import EventTable
     from pipeline.book import PREFETCH_LIVE, BookStage, BookState
 
+    from pipeline.book import BookShards
+
     if name == "ours.book.fullday":
         max_orders, max_levels, max_symbols = FULL_DAY
     else:
         max_symbols = MAX_SYMBOLS
+    sharded = name == "ours.book.threads"
     symbols = list(FEATURE_SYMBOLS) if name == "ours.book.features" else []
     stream = name == "ours.book.stream"
     table = EventTable(ROWS)
@@ -208,6 +260,8 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     # JIT load on the first 64 KiB, outside the timing (packed rows are another specialization)
     warm = BookState(1 << 16, 1 << 16, max_symbols, packed=name == "ours.book.packed")
     _inmem_book(cpu, head, table, idx, BookStage(cpu, warm, ROWS, symbols=symbols))
+    if sharded:
+        _inmem_sharded(cpu, head, idx, BookShards(threads(), 1 << 16, 1 << 16, max_symbols))
     del warm
     data = None if stream else np.fromfile(path, dtype=np.uint8)
     loaded = peak_rss_mb()
@@ -215,9 +269,15 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     for _ in range(max(1, repeat)):
         c0 = time.process_time()
         t0 = time.perf_counter()
-        state = BookState(max_orders, max_levels, max_symbols, packed=name == "ours.book.packed",
-                          prefetch_live=0 if name == "ours.book.noprefetch" else PREFETCH_LIVE)
-        if stream:
+        if sharded:
+            state = BookShards(threads(), max_orders, max_levels, max_symbols)
+        else:
+            state = BookState(max_orders, max_levels, max_symbols, packed=name == "ours.book.packed",
+                              prefetch_live=0 if name == "ours.book.noprefetch" else PREFETCH_LIVE)
+        if sharded:
+            books = None
+            n = _inmem_sharded(cpu, data, idx, state)
+        elif stream:
             from pipeline.stages import DecodeStage
             from replay.capture import CaptureReader
 
@@ -241,7 +301,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
 def worker(name: str, path: str, repeat: int, max_orders: int, max_levels: int) -> dict:
     if name.startswith("ours"):
         res = run_ours(name, path, repeat, max_orders, max_levels)
-        res.update(name=name, what=WHAT[name], rss_peak_mb=round(peak_rss_mb(), 1))
+        res.update(name=name, what=WHAT[name].replace("THREADS", str(threads())), rss_peak_mb=round(peak_rss_mb(), 1))
     elif name == "itch_book.book":
         res = run_itchbook(path, repeat)
     else:
@@ -387,8 +447,8 @@ def deep_section(n: int, repeat: int, shallow: tuple[int, dict] | None = None) -
         gen = json.loads(side.read_text()).get("extra", {})
     print(f"book, deep: generated deep BinaryFILE, {n:,} messages, 500 symbols (generator: "
           f"{gen.get('live_orders_mid', 0):,} live orders mid-stream, {gen.get('live_orders_peak', 0):,} at peak, "
-          f"{gen.get('max_levels_one_symbol_now', 0):,} levels on the busiest symbol at the close); one core, "
-          f"best of {repeat}, each in a fresh process; ratio = ours / itch-book in this run", flush=True)
+          f"{gen.get('max_levels_one_symbol_now', 0):,} levels on the busiest symbol at the close); one core "
+          f"(the threads rows: {threads()}), best of {repeat}, each in a fresh process; ratio = ours / itch-book in this run", flush=True)
     out: dict[str, dict] = {}
     days = {}
     if shallow is not None:
@@ -410,6 +470,7 @@ def deep_section(n: int, repeat: int, shallow: tuple[int, dict] | None = None) -
             r["ours.book"] = measure("ours.book", p, repeat, ok_sizing)
         r["ours.book.packed"] = measure("ours.book.packed", p, repeat, ok_sizing)
         r["ours.book.noprefetch"] = measure("ours.book.noprefetch", p, repeat, ok_sizing)
+        r["ours.book.threads"] = measure("ours.book.threads", p, repeat, ok_sizing)
         r.update(whole_process(p, repeat, sizing))
         m = (r.get("ours.book") or {}).get("messages") or (r.get("itch_book.book") or {}).get("messages") or msgs
         note = _depth_note(sizing)
@@ -417,8 +478,12 @@ def deep_section(n: int, repeat: int, shallow: tuple[int, dict] | None = None) -
         print(_pair_line(f"{label}, packed rows", r["ours.book.packed"], r["itch_book.book"], m, note), flush=True)
         print(_pair_line(f"{label}, no prefetch", r["ours.book.noprefetch"], r["itch_book.book"], m, note),
               flush=True)
+        t = threads()
+        print(_pair_line(f"{label}, {t} threads", r["ours.book.threads"], r["itch_book.book"], m, note), flush=True)
         print(_pair_line(f"{label}, whole process", r["ours.book.process"], r["itch_book.process"], m, note),
               flush=True)
+        print(_pair_line(f"{label}, process, {t} thr", r["ours.book.process.threads"], r["itch_book.process"], m,
+                         note), flush=True)
         for name in ("ours.book", "itch_book.book"):
             if r.get(name) and "rss_peak_mb" in r[name]:
                 r[name].setdefault("peak_live_orders", sizing.get("peak_live_orders"))

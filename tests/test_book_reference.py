@@ -640,7 +640,7 @@ def test_book_bench_workers_smoke(day):
     path = str(day("itch", 5, 20_000, 20))
     sizing = bench_book.size_day(path)
     assert 0 < sizing["peak_live_orders"] < sizing["max_orders"]
-    for name in ("ours.book", "ours.book.features", "ours.book.stream"):
+    for name in ("ours.book", "ours.book.features", "ours.book.stream", "ours.book.threads"):
         r = bench_book.worker(name, path, 1, sizing["max_orders"], sizing["max_levels"])
         assert r["messages"] == 20_000 and r["msgs_per_s"] > 0, r
         assert (r["feature_rows"] > 0) == (name == "ours.book.features")
