@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -166,7 +167,12 @@ class Execution:
                 self.bridge.stop()
         finally:
             if self.venue is not None:
-                self.venue.stop()
+                rc = self.venue.stop()
+                if rc == -signal.SIGKILL:
+                    self.log("venue      did not exit within 20 s of SIGTERM: killed (SIGKILL); its last "
+                             f"state is in {self.venue.state_dir}")
+                elif rc:
+                    self.log(f"venue      exited with status {rc}: " + self.venue.stderr_tail(800))
             if self.clock is not None:
                 self.clock.close()
                 self.clock = None

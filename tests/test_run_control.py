@@ -222,6 +222,30 @@ def test_a_second_signal_forces_the_exit_and_kills_the_venue(samples, tmp_path):
     wait_for(lambda: not _alive(venue), 20, "the venue to exit")
 
 
+@pytest.mark.slow
+def test_a_signal_during_the_drain_stops_the_run_and_a_stopped_venue_still_exits_on_sigterm(samples, tmp_path):
+    """The replay is over and the bot waits for a venue that makes no progress (stopped with
+    SIGSTOP, as by Ctrl-Z or a debugger): Ctrl-C ends the wait, the run cancels and reports
+    ``interrupted``, and the stopped venue takes its SIGTERM (SIGCONT follows it) instead of
+    being killed after 20 s."""
+    p = Proc(_args(samples, tmp_path, "bridge.drain_timeout_s=300", "bridge.cancel_timeout_s=1",
+                   "feed.sample.messages=150000", paced=False), cwd=tmp_path)
+    venue = p.venue_pid()
+    p.wait_line("fix        logged on")
+    os.kill(venue, signal.SIGSTOP)
+    p.wait_line("venue      draining:")      # 10 s into the drain, the venue stopped
+    p.p.send_signal(signal.SIGINT)
+    rc = p.wait(120)
+    text = p.text()
+    assert rc == 130, text[-3000:]
+    assert "stop       SIGINT" in text
+    rep = _report(tmp_path)
+    assert rep["run"]["status"] == "interrupted" and rep["interrupt"]["signal"] == "SIGINT"
+    assert rep["execution"]["drain"]["outcome"] == "interrupted"
+    assert "killed (SIGKILL)" not in text and "venue      exited with status" not in text, text[-3000:]
+    wait_for(lambda: not _alive(venue), 30, "the venue to exit")
+
+
 _FORCE_CHILD = """
 import os, signal, subprocess, sys, threading
 from replay.venue.process import VenueProcess

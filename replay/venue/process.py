@@ -205,11 +205,16 @@ class VenueProcess:
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM: the acceptor logs out and the process exits; SIGKILL after ``timeout_s``.
-        Returns the exit status (None if never started)."""
+        Returns the exit status (None if never started; ``-9`` when it had to be killed).
+
+        SIGCONT follows the SIGTERM (as systemd sends it): a stopped venue (SIGSTOP, Ctrl-Z, a
+        debugger detached) takes a SIGTERM only once continued, so it used to sit out the whole
+        ``timeout_s`` and be killed (a run's stop took 21.6 s); continued, it logs out and exits."""
         if self.proc is None:
             return None
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGCONT)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
