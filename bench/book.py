@@ -90,7 +90,7 @@ def threads() -> int:
 
 def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
     """``_inmem_book`` for ``BookShards``: frame the in-memory BinaryFILE batch by batch and hand
-    each to ``ShardedBookStage.replay`` (two event tables, decode overlapped with the shards)."""
+    each to ``ShardedBookStage.replay`` (three event tables, decode overlapped with the shards)."""
     from kernels import book as B
     from kernels import stats as S
     from kernels.events import EventTable
@@ -99,7 +99,7 @@ def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
 
     off, length, seq, sess, rx = idx
     stats = S.new_stats()
-    tables = [EventTable(ROWS), EventTable(ROWS)]
+    tables = [EventTable(ROWS) for _ in range(3)]
 
     def batches():
         pos, end, nxt = 0, len(data), 1
@@ -119,7 +119,7 @@ def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
         return dec
 
     with ShardedBookStage(k, books, ROWS) as stage:
-        stage.replay(batches(), (decoder(tables[0]), decoder(tables[1])))
+        stage.replay(batches(), [decoder(t) for t in tables])
     return int(books.ctr[B.C_EVENTS])
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
 

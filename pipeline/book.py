@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -343,18 +344,49 @@ class BookShards:
         return drops_of(self.ctr, self.max_symbols, keys)
 
 
+class _Ticket:
+    """One event table handed to every shard thread: done when each has applied its events."""
+
+    def __init__(self, t: EventTable, n: int, shards: int):
+        self.t, self.n = t, n
+        self.left = shards
+        self.error: BookCapacityError | None = None
+        self.crash: BaseException | None = None
+        self.cv = threading.Condition()
+
+    def finished(self, error: BookCapacityError | None = None, crash: BaseException | None = None) -> None:
+        with self.cv:
+            self.error = self.error or error
+            self.crash = self.crash or crash
+            self.left -= 1
+            if self.left == 0:
+                self.cv.notify_all()
+
+    def wait(self) -> None:
+        with self.cv:
+            while self.left:
+                self.cv.wait()
+
+
 class ShardedBookStage:
-    """Event table -> ``BookShards``, one thread a shard: each thread copies its shard's events
-    of the batch (``shard_events``) and applies them (``apply_events``); both release the GIL,
-    so the shards run in parallel. ``submit`` starts a table and returns at once (the caller
-    decodes the next batch meanwhile, into another table: ``replay``), ``result`` waits for it;
-    a call does both. ``close`` stops the threads.
+    """Event table -> ``BookShards``, one thread a shard: each copies its shard's events of a
+    table (``shard_events``) and applies them (``apply_events``); both release the GIL, so the
+    shards run in parallel. ``submit`` hands a table to every shard and returns at once,
+    ``result`` waits for the oldest one submitted; a call does both. ``replay`` decodes batches
+    into a ring of event tables while the shards apply the earlier ones, each shard at its own
+    pace (a table is decoded into again once every shard has applied it). ``close`` stops the
+    threads.
+
+    A stop time (``stop_ts``) cuts each table at its first event after it, before the shards see
+    it, so the shards stop exactly where one book state stops.
 
     Measured (2026-12-07, 2-vCPU EPYC VM, deep 10M day, ~1M live orders at the close, the
-    books alone, ``/usr/bin/time`` and per-thread clocks): one state 2.5-3.1 s, two shards 1.6-2.1
-    s, of which the copy of each shard's events 0.19-0.22 s; the bench has the whole-process
-    figures (``bench/book.py``). Book only: feature rows are written in event order by the
-    one-state ``BookStage`` (subscribing symbols here is refused)."""
+    books alone, per-thread clocks): one state 2.5-3.1 s, two shards 1.6-2.1 s, of which the
+    copy of each shard's events 0.19-0.22 s; on the 30M day, with every batch waited for by both
+    shards (the first version), the faster shard idled ~10% of the time at the batch ends: hence
+    the ring. The bench has the whole-process figures (``bench/book.py``). Book only: feature
+    rows are written in event order by the one-state ``BookStage`` (subscribing symbols here is
+    refused)."""
 
     accepts = EventTable
     produces = FeatureBatch
@@ -364,7 +396,7 @@ class ShardedBookStage:
         if symbols == "*" or list(symbols):
             raise ValueError("feature rows need the books in one state (one shard): subscribe symbols with "
                              "BookStage, or shard with no symbols subscribed")
-        from concurrent.futures import ThreadPoolExecutor
+        import queue
 
         self.k = backend
         self.books = books
@@ -376,71 +408,108 @@ class ShardedBookStage:
         # each shard's events (one spare row: shard_events)
         self._ev = [book_events(EventTable(capacity + 1).cols) for _ in range(books.n)]
         self._idx = [np.zeros(capacity + 1, np.int64) for _ in range(books.n)]
-        self._done = [(0, 0)] * books.n
-        self._pool = ThreadPoolExecutor(books.n, thread_name_prefix="hftbot-book")
-        self._jobs: list = []
-        self._table: EventTable | None = None
+        self._pending: list[_Ticket] = []
+        self._queues = [queue.SimpleQueue() for _ in range(books.n)]
+        self._threads = [threading.Thread(target=self._serve, args=(p,), name=f"hftbot-book-{p}", daemon=True)
+                         for p in range(books.n)]
+        for th in self._threads:
+            th.start()
+        self._open = True
 
-    def _work(self, p: int, n: int, ev: BookEvents) -> None:
-        k, sev, idx, st = self.k, self._ev[p], self._idx[p], self.books.shards[p]
-        m = k.shard_events(n, ev, p, self.books.owner, sev, idx)
-        done, _ = k.apply_events(m, sev, st.arrays(), self._conf, self._fo, self._fk)
-        self._done[p] = (done, m)
+    def _serve(self, p: int) -> None:
+        """Shard ``p``'s thread: apply each table handed to it, in order, until ``None``."""
+        k, sev, idx, st, owner = self.k, self._ev[p], self._idx[p], self.books.shards[p], self.books.owner
+        arrays = st.arrays()
+        while True:
+            job = self._queues[p].get()
+            if job is None:
+                return
+            ticket, ev = job
+            try:
+                if st.ctr[B.C_ERROR]:  # full since an earlier table: nothing more is applied
+                    ticket.finished()
+                    continue
+                m = k.shard_events(ticket.n, ev, p, owner, sev, idx)
+                k.apply_events(m, sev, arrays, self._conf, self._fo, self._fk)
+                err = None
+                if st.ctr[B.C_ERROR]:
+                    err = capacity_error(st, ticket.t.cols, int(idx[int(st.ctr[B.C_ERROR_EVENT])]))
+                ticket.finished(error=err)
+            except BaseException as exc:  # noqa: BLE001 (handed to the caller by result())
+                ticket.finished(crash=exc)
 
     @property
     def busy(self) -> bool:
         """A table was submitted and its result not taken yet."""
-        return bool(self._jobs)
+        return bool(self._pending)
 
     def submit(self, t: EventTable) -> None:
-        """Start applying ``t`` on the shard threads; ``t`` must not change until ``result``."""
-        if self._jobs:
-            raise RuntimeError("the previous table's result was not taken")
-        if self._pool is None:
+        """Hand ``t`` to every shard; ``t`` must not change until its ``result`` was taken.
+        Nothing after the stop time goes to the shards (``stopped`` says so)."""
+        if not self._open:
             raise RuntimeError("the stage is closed")
-        self._table = t
+        n = t.n
+        if self.stop_ts < 2**62 and n:
+            past = np.flatnonzero(t.cols["ts"][:n] > self.stop_ts)
+            if past.size:
+                n = int(past[0])
+                self.stopped = True
+        ticket = _Ticket(t, n, self.books.n)
         ev = book_events(t.cols)
-        self._jobs = [self._pool.submit(self._work, p, t.n, ev) for p in range(self.books.n)]
+        self._pending.append(ticket)
+        for q in self._queues:
+            q.put((ticket, ev))
 
     def result(self) -> FeatureBatch:
-        """Wait for the submitted table; ``BookCapacityError`` if a shard filled (at the event
-        that filled it); ``stopped`` once ``stop_ts`` was reached."""
-        jobs, self._jobs = self._jobs, []
-        for j in jobs:
-            j.result()
-        for p, st in enumerate(self.books.shards):
-            if st.ctr[B.C_ERROR]:
-                raise capacity_error(st, self._table.cols, int(self._idx[p][int(st.ctr[B.C_ERROR_EVENT])]))
-            done, m = self._done[p]
-            if done < m:
-                self.stopped = True  # reached stop_ts
+        """Wait for the oldest table submitted; ``BookCapacityError`` if a shard filled (at the
+        event that filled it)."""
+        if not self._pending:
+            raise RuntimeError("no table was submitted")
+        ticket = self._pending.pop(0)
+        ticket.wait()
+        if ticket.crash is not None:
+            raise ticket.crash
+        if ticket.error is not None:
+            raise ticket.error
         return FeatureBatch(self._fo, self._fk, 0)
 
     def __call__(self, t: EventTable) -> FeatureBatch:
+        if self._pending:
+            raise RuntimeError("the previous table's result was not taken")
         self.submit(t)
         return self.result()
 
     def replay(self, batches, decoders) -> None:
-        """Decode and apply every message batch of ``batches``: batch ``i + 1`` is decoded here
-        (``decoders[(i + 1) % 2]``, two ``DecodeStage`` objects: two event tables) while the
-        shard threads apply batch ``i``. Stops once ``stop_ts`` is reached (the batch after the
-        stop may have been decoded, not applied)."""
-        i = 0
-        for batch in batches:
-            t = decoders[i % 2](batch)
-            i += 1
-            if self._jobs:
-                self.result()
+        """Decode and apply every message batch of ``batches``. ``decoders`` (two or more
+        ``DecodeStage`` objects: a ring of event tables): batch ``i`` is decoded into
+        ``decoders[i % len(decoders)]`` here while the shards apply the batches before it, so
+        a shard may run up to ``len(decoders) - 1`` tables ahead of another. Stops after the
+        batch that reaches the stop time."""
+        ring = len(decoders)
+        if ring < 2:
+            raise ValueError("replay needs at least two decoders (event tables)")
+        try:
+            for i, batch in enumerate(batches):
+                if len(self._pending) == ring:
+                    self.result()          # the table decoded next (batch i - ring's) is free again
+                t = decoders[i % ring](batch)
+                self.submit(t)
                 if self.stopped:
-                    return
-            self.submit(t)
-        if self._jobs:
-            self.result()
+                    break
+            while self._pending:
+                self.result()
+        finally:
+            for tk in self._pending:  # an error: let the shards finish what they hold
+                tk.wait()
+            self._pending.clear()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._open:
+            self._open = False
+            for q in self._queues:
+                q.put(None)
+            for th in self._threads:
+                th.join()
 
     def __enter__(self) -> "ShardedBookStage":
         return self

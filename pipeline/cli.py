@@ -202,8 +202,9 @@ def cmd_book(args: argparse.Namespace) -> int:
         state = BookState(args.max_orders, args.max_levels, args.max_symbols)
         books = BookStage(cpu, state, reader.batch_rows, symbols=[], stop_ts=stop_ts)
     try:
-        if isinstance(books, ShardedBookStage):  # the next batch decoded while the shards apply this one
-            books.replay(reader, (decode, DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)))
+        if isinstance(books, ShardedBookStage):  # the next batches decoded while the shards apply this one
+            books.replay(reader, [decode] + [DecodeStage(cpu, capacity=reader.batch_rows, stats=reader.stats)
+                                             for _ in range(2)])
         else:
             for batch in reader:
                 books(decode(batch))

@@ -89,8 +89,8 @@ def sharded(path, shards: int, *, stop_ts: int = 2**62, max_orders: int = 1 << 1
     books = BookShards(shards, max_orders, max_orders, MAX_SYMBOLS, prefetch_live=1)
     dec = DecodeStage(cpu, reader.batch_rows, reader.stats)
     with ShardedBookStage(cpu, books, reader.batch_rows, stop_ts=stop_ts) as stage:
-        if pipelined:
-            stage.replay(reader, (dec, DecodeStage(cpu, reader.batch_rows, reader.stats)))
+        if pipelined:  # a ring of 2 or 3 tables
+            stage.replay(reader, [dec] + [DecodeStage(cpu, reader.batch_rows, reader.stats) for _ in range(shards - 1)])
         else:
             for batch in reader:
                 stage(dec(batch))
@@ -226,8 +226,12 @@ def test_the_sharded_stage_refuses_features_and_a_second_table_before_the_first_
         t = EventTable(16)
         stage.submit(t)
         with pytest.raises(RuntimeError, match="result was not taken"):
-            stage.submit(t)
+            stage(t)
         stage.result()
+        with pytest.raises(RuntimeError, match="no table was submitted"):
+            stage.result()
+        with pytest.raises(ValueError, match="at least two decoders"):
+            stage.replay([], [None])
     with pytest.raises(RuntimeError, match="closed"):
         stage.submit(t)
     with pytest.raises(ValueError, match="shards must be >= 1"):
