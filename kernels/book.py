@@ -907,17 +907,11 @@ PF_LEVEL = 6
 PF_TAIL = 3
 
 
-#: the ``aux`` and ``alpha`` slots of an event that ``apply_events`` reads (``shard_events`` copies
-#: only these; ``tests/test_book_shards.py`` fills the others with garbage and compares)
-BOOK_AUX = 2
-BOOK_ALPHA = 2
-
-
-def shard_events(n, ev, p, owner, out, idx):
-    """Copy shard ``p``'s events of ``ev[:n]`` (BookEvents) to the front of ``out`` (BookEvents
-    of at least ``n + 1`` rows), in order, with their index in ``ev`` in ``idx``; returns how
-    many. ``owner[locate]`` is the shard of a locate (int8, 65,536 entries: ITCH locates are
-    16-bit).
+def shard_rows(n, locate, p, owner, rows):
+    """The rows of events ``0:n`` whose locate shard ``p`` holds (``owner[locate] == p``;
+    ``owner`` int8, 65,536 entries: ITCH locates are 16-bit), in order, at the front of
+    ``rows`` (int64, at least ``n + 1`` long); returns how many. ``apply_events(..., sel=rows)``
+    applies them.
 
     A shard holds the books of its locates. Every event the books read names its locate (the
     stock directory, trading actions, trades and every order event, including an execution or
@@ -926,34 +920,25 @@ def shard_events(n, ev, p, owner, out, idx):
     own book state, in order, leaves every book as one state would (``pipeline/book.py``:
     ``BookShards``; ``tests/test_book_shards.py`` checks it).
 
-    Every event is written at row ``m`` and ``m`` moves on only for the shard's own (row ``n``
-    is the spare the last write may land on). Measured on the deep 10M day (12 batches of 2**18
-    rows, out of cache), two shards, per event scanned: 18-20 ns with a branch on
-    ``locate % shards``, 18.4 ns like this with every aux/alpha slot copied (the copy is
-    memory-bound, not mispredicts), 13.1-13.6 ns copying only the slots the books read
-    (``BOOK_AUX``, ``BOOK_ALPHA``)."""
-    kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
-    okind, oside, olocate, ots, oseq, oref, onew_ref, oshares, oprice, ostock, oaux, oalpha = out
+    Every row is written at ``m`` and ``m`` moves on only for the shard's own (row ``n`` is the
+    spare the last write may land on). Measured on the deep 10M day (12 batches of 2**18 rows,
+    out of cache), two shards, per event scanned: copying each shard's events into a table of
+    its own (the first version) 18-20 ns (13 ns with only the aux/alpha slots the books read),
+    this selection ~1-2 ns; the book then reads its events in place, rows ``rows[q]``."""
     m = 0
     for i in range(n):
-        loc = locate[i]
-        okind[m] = kind[i]
-        oside[m] = side[i]
-        olocate[m] = loc
-        ots[m] = ts[i]
-        oseq[m] = seq[i]
-        oref[m] = ref[i]
-        onew_ref[m] = new_ref[i]
-        oshares[m] = shares[i]
-        oprice[m] = price[i]
-        ostock[m] = stock[i]
-        for c in range(BOOK_AUX):
-            oaux[m, c] = aux[i, c]
-        for c in range(BOOK_ALPHA):
-            oalpha[m, c] = alpha[i, c]
-        idx[m] = i
-        m += np.int64(owner[loc] == p)
+        rows[m] = i
+        m += np.int64(owner[locate[i]] == p)
     return m
+
+
+@register_jitable
+def _row(sel, q):
+    """Row of the ``q``-th event applied: ``sel[q]``, or ``q`` when ``sel`` is None (numba
+    compiles that case to ``q`` alone)."""
+    if sel is None:
+        return q
+    return np.int64(sel[q])
 
 
 @register_jitable
@@ -1029,19 +1014,20 @@ def _add_level(j, kind, side, locate, price, nsym, lk, lv):
 
 
 @register_jitable
-def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym):
-    """Issue the prefetches of the stages above for the events after event ``i`` (of ``n``)."""
+def prefetch_ahead(q, n, sel, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym):
+    """Issue the prefetches of the stages above for the events after the ``q``-th of ``n``
+    (rows ``_row(sel, ...)`` of the event table)."""
     no = oi.shape[0]
     nl = li.shape[0]
-    j = i + PF_REF
-    if j < n and _is_update(kind[j]):
+    j = _row(sel, q + PF_REF) if q + PF_REF < n else -1
+    if j >= 0 and _is_update(kind[j]):
         r = _ref_slot_index(ok, ref[j])
         if r >= 0:
             prefetch(ov, r)
             if ok.shape[0] < PAGED_MIN_SLOTS:
                 prefetch(ok, r)
-    j = i + PF_ORDER
-    if j < n:
+    if q + PF_ORDER < n:
+        j = _row(sel, q + PF_ORDER)
         if _is_update(kind[j]):
             s = ref_find(ok, ov, ref[j])
             _pf_row(oi, s, no)
@@ -1050,8 +1036,8 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
             b = _add_book(j, kind, side, locate, nsym)
             if b >= 0:
                 _prefetch_level_map(b, price[j], lk, lv, lmask)
-    j = i + PF_LEVEL
-    if j < n:
+    if q + PF_LEVEL < n:
+        j = _row(sel, q + PF_LEVEL)
         if _is_update(kind[j]):
             s = ref_find(ok, ov, ref[j])
             if 0 <= s < no:
@@ -1064,8 +1050,8 @@ def prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj,
             b, x = _add_level(j, kind, side, locate, price, nsym, lk, lv)
             _pf_row(li, x, nl)
             _pf_row(lj, x, nl)
-    j = i + PF_TAIL
-    if j < n:
+    if q + PF_TAIL < n:
+        j = _row(sel, q + PF_TAIL)
         if _is_update(kind[j]):
             # an order alone on its level takes the level with it: its neighbours and its entry
             # in the level map (ladder entry, else hash home)
@@ -1094,7 +1080,7 @@ def set_stock(loc, stk, sym, subs):
             sym[loc, S_SUBSCRIBED] = 1
 
 
-def apply_events(n, ev, book, feat, fo, fk):
+def apply_events(n, ev, book, feat, fo, fk, sel=None):
     """Apply ``n`` events of the event table to the books, in order.
 
     Bundles (``kernels/state.py``): ``ev`` BookEvents (``ref``/``new_ref``/``stock`` are the
@@ -1103,6 +1089,11 @@ def apply_events(n, ev, book, feat, fo, fk):
     at the first capacity error (``ctr[C_ERROR]``, with the event index in
     ``ctr[C_ERROR_EVENT]``). Writes a feature row (``fo``/``fk``) for every book change or trade
     on a subscribed symbol. Returns ``(events applied, feature rows)``.
+
+    ``sel``: the rows of ``ev`` to apply, in order (``sel[0:n]``; a book shard's thread passes
+    its symbols' rows, ``shard_rows``); omitted, rows ``0:n``, and the compiled code is the
+    same as without the argument (numba drops the ``sel is None`` branches). Either way
+    ``ctr[C_ERROR_EVENT]`` is a row of ``ev``.
     """
     kind, side, locate, ts, seq, ref, new_ref, shares, price, stock, aux, alpha = ev
     oi, oj, ofree, ok, ov, li, lj, lfree, lk, lv, bk, sym, fs, ctr = book
@@ -1114,19 +1105,20 @@ def apply_events(n, ev, book, feat, fo, fk):
     top_n = np.int64(p[FT.P_TOP_N])
     pf_live = ctr[C_PREFETCH_LIVE]
     nf = 0
-    i = 0
-    while i < n:
+    q = 0
+    while q < n:
+        i = _row(sel, q)
         t = kind[i]
         now = ts[i]
         if now > stop_ts:
             break
         if pf_live > 0 and ctr[C_LIVE_ORDERS] >= pf_live:
-            prefetch_ahead(i, n, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym)
+            prefetch_ahead(q, n, sel, kind, side, locate, ref, price, oi, oj, ov, ok, li, lj, lk, lv, lmask, nsym)
         ctr[C_EVENTS] += 1
         loc = np.int64(locate[i])
         if loc >= nsym:
             ctr[C_BAD_LOCATE] += 1
-            i += 1
+            q += 1
             continue
         changed = False
         trade_sign = 0.0
@@ -1135,7 +1127,7 @@ def apply_events(n, ev, book, feat, fo, fk):
             sd = 0 if side[i] == 66 else (1 if side[i] == 83 else -1)
             if sd < 0:
                 ctr[C_BAD_SIDE] += 1
-                i += 1
+                q += 1
                 continue
             if sym[loc, S_STOCK] == 0:
                 set_stock(loc, stock[i], sym, subs)
@@ -1151,7 +1143,7 @@ def apply_events(n, ev, book, feat, fo, fk):
             s = ref_find(ok, ov, ref[i])
             if s == -1:
                 ctr[C_MISSING_REF] += 1
-                i += 1
+                q += 1
                 continue
             if t == 68:
                 order_remove(s, oi, oj, ofree, ok, ov, omask, li, lj, lfree, lk, lv, lmask, bk, ctr)
@@ -1241,6 +1233,6 @@ def apply_events(n, ev, book, feat, fo, fk):
                                   fs, p, fo, fk)
                 nf += 1
             sym[loc, S_UPDATE_TS] = now
-        i += 1
+        q += 1
     ctr[C_FEATURES] += nf
-    return i, nf
+    return q, nf

@@ -29,8 +29,8 @@ split_mold = _jit(_framing.split_mold)
 from kernels import book as _book  # noqa: E402
 
 apply_events = _jit(_book.apply_events)
-#: a shard's events of a batch, for the books split across threads (``pipeline/book.py``)
-shard_events = _jit(_book.shard_events)
+#: a shard's rows of a batch, for the books split across threads (``pipeline/book.py``)
+shard_rows = _jit(_book.shard_rows)
 #: the book prefetches events ahead on this backend (``BookState(prefetch_live=...)``)
 PREFETCH = True
 top_levels = _jit(_book.top_levels)

@@ -199,7 +199,7 @@ from kernels import book as _book  # noqa: E402
 
 _apply_events = cuda.jit(device=True)(_book.apply_events)
 _top_levels = cuda.jit(device=True)(_book.top_levels)
-_shard_events = cuda.jit(device=True)(_book.shard_events)
+_shard_rows = cuda.jit(device=True)(_book.shard_rows)
 
 
 @cuda.jit
@@ -213,9 +213,9 @@ def _apply_events_kernel(n, ev, book, feat, fo, fk, out):
 
 
 @cuda.jit
-def _shard_events_kernel(n, ev, p, owner, sev, idx, out):
+def _shard_rows_kernel(n, locate, p, owner, rows, out):
     if cuda.grid(1) == 0:
-        out[0] = _shard_events(n, ev, p, owner, sev, idx)
+        out[0] = _shard_rows(n, locate, p, owner, rows)
 
 
 @cuda.jit
@@ -230,10 +230,10 @@ def apply_events(n, ev, book, feat, fo, fk):
     return int(r[0]), int(r[1])
 
 
-def shard_events(n, ev, p, owner, out, idx):
+def shard_rows(n, locate, p, owner, rows):
     """The CPU thread-sharding helper's body on one device thread (tested under the simulator
     with the CPU's; the device pipeline shards inside its kernel, ``_books_shard``)."""
-    r = _run_single(_shard_events_kernel, dict(n=n, ev=ev, p=p, owner=owner, sev=out, idx=idx), ("sev", "idx"))
+    r = _run_single(_shard_rows_kernel, dict(n=n, locate=locate, p=p, owner=owner, rows=rows), ("rows",))
     return int(r[0])
 
 

@@ -290,7 +290,7 @@ _MAX_COUNTERS = (B.C_MAX_LEVELS_SEEN, B.C_PREFETCH_LIVE)
 class BookShards:
     """The books split by symbol across ``shards`` CPU threads: shard ``p`` keeps the books of
     the locates with ``locate % shards == p`` in a ``BookState`` of its own (``kernels/book.py``:
-    ``shard_events``), so the threads share no slot and no line. The same questions as a
+    ``shard_rows``), so the threads share no slot and no line. The same questions as a
     ``BookState`` (``depth``, ``counters``, ``drops``, ``locate_of``), answered from the shard
     that holds the symbol or summed over shards.
 
@@ -308,7 +308,7 @@ class BookShards:
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
         self.shards = [BookState(max_orders, max_levels, max_symbols, packed=packed, prefetch_live=prefetch_live)
                        for _ in range(self.n)]
-        #: the shard of each locate (``shard_events``)
+        #: the shard of each locate (``shard_rows``)
         self.owner = (np.arange(1 << 16) % self.n).astype(np.int8)
 
     def of(self, locate: int) -> BookState:
@@ -369,9 +369,9 @@ class _Ticket:
 
 
 class ShardedBookStage:
-    """Event table -> ``BookShards``, one thread a shard: each copies its shard's events of a
-    table (``shard_events``) and applies them (``apply_events``); both release the GIL, so the
-    shards run in parallel. ``submit`` hands a table to every shard and returns at once,
+    """Event table -> ``BookShards``, one thread a shard: each picks its shard's rows of a
+    table (``shard_rows``) and applies them in place (``apply_events(..., sel=rows)``); both
+    release the GIL, so the shards run in parallel. ``submit`` hands a table to every shard and returns at once,
     ``result`` waits for the oldest one submitted; a call does both. ``replay`` decodes batches
     into a ring of event tables while the shards apply the earlier ones, each shard at its own
     pace (a table is decoded into again once every shard has applied it). ``close`` stops the
@@ -381,10 +381,10 @@ class ShardedBookStage:
     it, so the shards stop exactly where one book state stops.
 
     Measured (2026-12-07, 2-vCPU EPYC VM, deep 10M day, ~1M live orders at the close, the
-    books alone, per-thread clocks): one state 2.5-3.1 s, two shards 1.6-2.1 s, of which the
-    copy of each shard's events 0.19-0.22 s; on the 30M day, with every batch waited for by both
-    shards (the first version), the faster shard idled ~10% of the time at the batch ends: hence
-    the ring. The bench has the whole-process figures (``bench/book.py``). Book only: feature
+    books alone, per-thread clocks): one state 2.5-3.1 s, two shards 1.6-2.1 s, of which 0.19-0.22
+    s went to copying each shard's events into a table of its own (the first version: now the
+    books read them in place); on the 30M day, with every batch waited for by both shards (the
+    first version), the faster shard idled ~10% of the time at the batch ends: hence the ring. The bench has the whole-process figures (``bench/book.py``). Book only: feature
     rows are written in event order by the one-state ``BookStage`` (subscribing symbols here is
     refused)."""
 
@@ -405,9 +405,8 @@ class ShardedBookStage:
         self._fo = np.zeros((1, FT.N_FEATURES), np.float64)  # no feature rows: one unused row each
         self._fk = np.zeros((1, FT.N_KEYS), np.int64)
         self._conf = FeatureConf(np.zeros(FT.N_PARAMS, np.float64), np.zeros(0, np.int64), self.stop_ts)
-        # each shard's events (one spare row: shard_events)
-        self._ev = [book_events(EventTable(capacity + 1).cols) for _ in range(books.n)]
-        self._idx = [np.zeros(capacity + 1, np.int64) for _ in range(books.n)]
+        # each shard's rows of a table (one spare: shard_rows)
+        self._rows = [np.zeros(capacity + 1, np.int64) for _ in range(books.n)]
         self._pending: list[_Ticket] = []
         self._queues = [queue.SimpleQueue() for _ in range(books.n)]
         self._threads = [threading.Thread(target=self._serve, args=(p,), name=f"hftbot-book-{p}", daemon=True)
@@ -418,7 +417,7 @@ class ShardedBookStage:
 
     def _serve(self, p: int) -> None:
         """Shard ``p``'s thread: apply each table handed to it, in order, until ``None``."""
-        k, sev, idx, st, owner = self.k, self._ev[p], self._idx[p], self.books.shards[p], self.books.owner
+        k, rows, st, owner = self.k, self._rows[p], self.books.shards[p], self.books.owner
         arrays = st.arrays()
         while True:
             job = self._queues[p].get()
@@ -429,11 +428,11 @@ class ShardedBookStage:
                 if st.ctr[B.C_ERROR]:  # full since an earlier table: nothing more is applied
                     ticket.finished()
                     continue
-                m = k.shard_events(ticket.n, ev, p, owner, sev, idx)
-                k.apply_events(m, sev, arrays, self._conf, self._fo, self._fk)
+                m = k.shard_rows(ticket.n, ev.locate, p, owner, rows)
+                k.apply_events(m, ev, arrays, self._conf, self._fo, self._fk, rows)
                 err = None
                 if st.ctr[B.C_ERROR]:
-                    err = capacity_error(st, ticket.t.cols, int(idx[int(st.ctr[B.C_ERROR_EVENT])]))
+                    err = capacity_error(st, ticket.t.cols, int(st.ctr[B.C_ERROR_EVENT]))
                 ticket.finished(error=err)
             except BaseException as exc:  # noqa: BLE001 (handed to the caller by result())
                 ticket.finished(crash=exc)

@@ -1,5 +1,5 @@
 """The books split by symbol across threads (``BookShards``, ``ShardedBookStage``,
-``kernels/book.py: shard_events``): every book, counter and symbol row equal to one book state's,
+``kernels/book.py: shard_rows`` and ``apply_events(..., sel=rows)``): every book, counter and symbol row equal to one book state's,
 on generated shallow and deep days, real captures, with a stop time, and from the command line
 (``hftbot book --threads``)."""
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from kernels import book as B
+from kernels import features as FT
 from kernels import cpu
-from kernels.events import ALPHA_SLOTS, AUX_SLOTS, EventTable
+from kernels.events import EventTable
 from kernels.itch_spec import LENGTHS
 from pipeline.book import BookCapacityError, BookShards, BookStage, BookState, ShardedBookStage, book_events
 from pipeline.stages import DecodeStage
@@ -121,60 +122,42 @@ def assert_same(a: dict, b: dict) -> None:
         assert a["books"][loc] == b["books"][loc], f"locate {loc}"
 
 
-# --- the kernel ----------------------------------------------------------------------------------
-def test_shard_events_copies_a_shards_events_in_order(backend):
+# --- the kernels ---------------------------------------------------------------------------------
+def test_shard_rows_picks_a_shards_rows_in_order(backend):
     rng = np.random.default_rng(4)
     n, shards = 257, 3
-    t = EventTable(n)
-    for name, col in t.cols.items():
-        col[...] = rng.integers(0, 200, col.shape).astype(col.dtype)
-    t.n = n
-    ev = book_events(t.cols)
+    locate = rng.integers(0, 1 << 16, n).astype(np.uint16)
     owner = (np.arange(1 << 16) % shards).astype(np.int8)
     seen = np.zeros(n, bool)
     for p in range(shards):
-        out = book_events(EventTable(n + 1).cols)
-        idx = np.full(n + 1, -1, np.int64)
-        m = backend.shard_events(n, ev, p, owner, out, idx)
-        want = np.nonzero(t.cols["locate"] % shards == p)[0]
+        rows = np.full(n + 1, -1, np.int64)
+        m = backend.shard_rows(n, locate, p, owner, rows)
+        want = np.nonzero(locate % shards == p)[0]
         assert m == len(want) > 0
-        assert (idx[:m] == want).all()
-        for f in ev._fields:
-            src, dst = getattr(ev, f), getattr(out, f)
-            if f == "aux":
-                assert (dst[:m, :B.BOOK_AUX] == src[want, :B.BOOK_AUX]).all()
-            elif f == "alpha":
-                assert (dst[:m, :B.BOOK_ALPHA] == src[want, :B.BOOK_ALPHA]).all()
-            else:
-                assert (dst[:m] == src[want]).all(), f
+        assert (rows[:m] == want).all()
         seen[want] = True
     assert seen.all()
+    assert backend.shard_rows(0, locate, 0, owner, np.zeros(1, np.int64)) == 0
 
 
-def test_the_books_read_no_aux_or_alpha_slot_beyond_the_ones_a_shard_copies(days):
-    """``shard_events`` copies ``BOOK_AUX`` / ``BOOK_ALPHA`` slots: the books must read no
-    other. The same day with the other slots full of garbage gives the same books."""
-    assert B.BOOK_AUX <= AUX_SLOTS and B.BOOK_ALPHA <= ALPHA_SLOTS
-    for day in ("shallow", "every kind"):
-        a, b = _with_garbage(days[day], False), _with_garbage(days[day], True)
-        assert a["counters"]["events"] >= 100_000
-        assert_same(a, b)
-    assert len(a["sym"]) == 20 and a["counters"]["trades"] > 0 and a["counters"]["replaces"] > 0
-
-
-def _with_garbage(path, garbage: bool) -> dict:
-    reader = CaptureReader(path)
-    state = BookState(1 << 16, 1 << 16, MAX_SYMBOLS)
+def test_apply_events_on_selected_rows_equals_apply_events_on_those_rows_copied(days):
+    """``apply_events(..., sel=rows)`` reads rows ``rows[q]`` in place: the same books, counters
+    and error row as the same events copied to a table of their own, on a day of every message
+    type (every third row)."""
+    reader = CaptureReader(days["every kind"])
     dec = DecodeStage(cpu, reader.batch_rows, reader.stats)
-    books = BookStage(cpu, state, reader.batch_rows, symbols=[])
-    rng = np.random.default_rng(1)
-    for batch in reader:
-        t = dec(batch)
-        if garbage:
-            t.cols["aux"][:t.n, B.BOOK_AUX:] = rng.integers(-2**40, 2**40, (t.n, AUX_SLOTS - B.BOOK_AUX))
-            t.cols["alpha"][:t.n, B.BOOK_ALPHA:] = rng.integers(0, 256, (t.n, ALPHA_SLOTS - B.BOOK_ALPHA))
-        books(t)
-    return snapshot(state)
+    t = dec(next(iter(reader)))
+    rows = np.arange(0, t.n, 3, dtype=np.int64)
+    a, b = BookState(1 << 14, 1 << 14, MAX_SYMBOLS, prefetch_live=1), BookState(1 << 14, 1 << 14, MAX_SYMBOLS,
+                                                                               prefetch_live=1)
+    conf = BookStage(cpu, a, 4, symbols=[]).feature_conf()
+    fo, fk = np.zeros((1, FT.N_FEATURES)), np.zeros((1, FT.N_KEYS), np.int64)
+    done, _ = cpu.apply_events(len(rows), book_events(t.cols), a.arrays(), conf, fo, fk, rows)
+    copied = {k: v[rows].copy() for k, v in t.cols.items()}
+    done2, _ = cpu.apply_events(len(rows), book_events(copied), b.arrays(), conf, fo, fk)
+    assert done == done2 == len(rows) > 20_000
+    assert_same(snapshot(a), snapshot(b))
+    assert a.counters()["replaces"] > 0 and a.counters()["trades"] > 0
 
 
 # --- whole days ----------------------------------------------------------------------------------
