@@ -87,12 +87,15 @@ def cases():
     yield "_index_pcap_kernel", (u8, 0, 64, 1, 1000, 1, *filt, *pays, stats, res)
     yield "_index_pcapng_kernel", (u8, 0, 64, np.zeros(2, np.int64), z, z, z, *filt, *pays, stats, res)
     yield "_index_binaryfile_kernel", (u8, 0, 64, np.uint64(1), *msgs, stats, res)
+    yield "_decode_binaryfile_kernel", (u8, 0, 64, np.uint64(1), 4, Events(*t.columns()), stats,
+                                        np.zeros(4, np.int64))
     yield "_split_mold_kernel", (Payloads(u8, *pays), 0, 4, MoldSessions(np.zeros((4, 10), np.uint8),
                                  np.zeros(4, np.uint64), np.zeros(1, np.int64)), Frames(u8, *msgs), stats, res)
     bev = BookEvents(c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
                      c["new_ref"].view(np.int64), c["shares"], c["price"], c["stock"].view(np.int64), c["aux"],
                      c["alpha"])
     yield "_apply_events_kernel", (4, bev, st.arrays(), bs.feature_conf(), bs.fo, bs.fk, res)
+    yield "_shard_events_kernel", (4, bev, 0, np.zeros(1 << 16, np.int8), bev, np.zeros(5, np.int64), res)
     yield "_top_levels_kernel", (0, 5, st.bk, st.li, st.lj, np.zeros((5, 3), np.int64), res)
     yield "_predict_kernel", (f, 4, ModelArrays(*margs), np.zeros(4))
     yield "_prepare_inputs_kernel", (f, 4, model.in_col, model.in_rel, np.zeros((4, model.n_inputs), np.float32))
@@ -151,4 +154,4 @@ def test_the_persistent_pipeline_kernel_compiles_to_ptx_for_a_real_gpu():
 
 
 def test_every_stage_kernel_compiles_to_ptx_for_a_real_gpu():
-    compile_in_subprocess(STAGES, expect_ok=16)
+    compile_in_subprocess(STAGES, expect_ok=18)
