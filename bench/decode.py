@@ -3,7 +3,10 @@
 Each contender runs in its own fresh process (``python -m bench.decode worker NAME FILE``) so
 its peak RSS is its own. Ours runs the same way the references are timed: the whole file in
 memory first, best of ``repeat``; the ``stream`` variant reads the file through
-``CaptureReader`` in bounded chunks, as ``make run`` does. ``ours.walk`` is ``ours.itch``
+``CaptureReader`` in bounded chunks, as ``make run`` does (the pcap file); ``stream.itch`` the
+BinaryFILE through ``CaptureReader`` + ``DecodeStage`` (``hftbot decode`` / ``book``: the
+record walk), ``stream.framed`` the same framed then decoded, the path before the walk
+(``--only ours.stream.itch,ours.stream.framed``). ``ours.walk`` is ``ours.itch``
 without the frame index (the records walked straight into the table, ``decode_binaryfile``:
 what ``DecodeStage`` does with a BinaryFILE), also printed as a ratio to ``ours.itch`` of the
 same run. ``ours.floor`` is the cost floor of ``ours.itch``: the same BinaryFILE framing, then
@@ -153,15 +156,20 @@ def run_ours(name: str, path: str, repeat: int, rows: int = 1 << 18) -> dict:
     from kernels import cpu
     from kernels.events import EventTable
 
-    if name == "ours.stream":
+    if name.startswith("ours.stream"):
+        from types import SimpleNamespace
+
         from replay.capture import CaptureReader
         from pipeline.stages import DecodeStage
 
+        # ours.stream.framed: the CPU kernels without the record walk (WALK_BINARYFILE unset), so
+        # DecodeStage frames a BinaryFILE chunk, then decodes it (the path before the walk)
+        k = SimpleNamespace(decode_batch=cpu.decode_batch) if name == "ours.stream.framed" else cpu
         best, best_cpu, n = float("inf"), float("inf"), 0
         for _ in range(max(1, repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
             reader = CaptureReader(path)
-            stage = DecodeStage(cpu, reader.batch_rows, reader.stats)
+            stage = DecodeStage(k, reader.batch_rows, reader.stats)
             for b in reader:
                 stage(b)
             best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
@@ -230,6 +238,8 @@ WHAT = {
     "ours.walk": "ours: BinaryFILE records decoded in the walk, no frame index (in memory)",
     "ours.pcap": "ours: pcap + Eth/IP/UDP + MoldUDP64 + ITCH decode to the event table (in memory)",
     "ours.stream": "ours: the same from the file through CaptureReader (what make run does)",
+    "ours.stream.itch": "ours: BinaryFILE through CaptureReader + DecodeStage (hftbot decode/book): the walk",
+    "ours.stream.framed": "ours: the same, framed then decoded (DecodeStage without the walk)",
     "ours.floor": "floor: BinaryFILE framing + storing the 15 one-dim event columns, no decode (in memory)",
 }
 
@@ -260,7 +270,7 @@ def measure(name: str, path: Path, repeat: int = 3, rows: int = 1 << 18) -> dict
 
 CONTENDERS = ("itchcpp.scan", "ours.itch", "ours.walk", "ours.floor", "ours.pcap")
 #: contenders also printed as a ratio to another measured in the same run (the one they replace)
-VERSUS = {"ours.walk": "ours.itch"}
+VERSUS = {"ours.walk": "ours.itch", "ours.stream.itch": "ours.stream.framed"}
 
 
 def main(argv: list[str] | None = None) -> int:
