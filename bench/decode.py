@@ -311,18 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         b = best[name]
         if "error" in b:
-            print(f"  {name:<13} error: {b['error'][-200:]}")
+            print(f"  {name:<18} error: {b['error'][-200:]}")
             continue
         n = b["messages"]
         ratio = ""
         if peer and "error" not in peer and name != "itchcpp.scan":
             ratio = (f"{peer['best_s'] / peer['messages'] / (b['best_s'] / n):5.2f}x wall "
                      f"{peer['cpu_s'] / peer['messages'] / (b['cpu_s'] / n):5.2f}x cpu")
-        print(f"  {name:<13} {n / b['best_s'] / 1e6:6.1f} M msg/s  {b['best_s'] / n * 1e9:6.1f} ns/msg wall  "
+        print(f"  {name:<18} {n / b['best_s'] / 1e6:6.1f} M msg/s  {b['best_s'] / n * 1e9:6.1f} ns/msg wall  "
               f"{b['cpu_s'] / n * 1e9:6.1f} ns/msg cpu  load {b['load']:4.2f}  {ratio:>22}  {b['what']}")
         v = best.get(VERSUS.get(name, ""))
         if v is not None and "error" not in v:
-            print(f"  {'':<13} {v['best_s'] / v['messages'] / (b['best_s'] / n):5.2f}x wall "
+            print(f"  {'':<18} {v['best_s'] / v['messages'] / (b['best_s'] / n):5.2f}x wall "
                   f"{v['cpu_s'] / v['messages'] / (b['cpu_s'] / n):5.2f}x cpu faster than {VERSUS[name]} "
                   f"(same run)")
     return 0
