@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     print(f"decode: generated feed, {args.messages:,} messages, one core, best of {args.repeat}; "
           "ratio = ours / itchcpp C++ parse (no output)")
-    for name, path in (("itchcpp.scan", files["itch"]), ("ours.itch", files["itch"]), ("ours.floor", files["itch"]),
-                       ("ours.pcap", files["pcap"]), ("ours.stream", files["pcap"]),
+    for name, path in (("itchcpp.scan", files["itch"]), ("ours.itch", files["itch"]),
+                       ("ours.walk", files["itch"]), ("ours.floor", files["itch"]), ("ours.pcap", files["pcap"]), ("ours.stream", files["pcap"]),
                        ("itchcpp.parse", files["itch"])):
         results[name] = decode.measure(name, path, args.repeat)
         print(row(results[name], results.get("itchcpp.scan") if name != "itchcpp.scan" else None), flush=True)

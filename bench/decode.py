@@ -3,10 +3,16 @@
 Each contender runs in its own fresh process (``python -m bench.decode worker NAME FILE``) so
 its peak RSS is its own. Ours runs the same way the references are timed: the whole file in
 memory first, best of ``repeat``; the ``stream`` variant reads the file through
-``CaptureReader`` in bounded chunks, as ``make run`` does. ``ours.floor`` is the cost floor
-of ``ours.itch``: the same BinaryFILE framing, then a loop that only stores the event table's
-fifteen one-dimensional columns for every message (values from the frame index, no message
-byte read): no decode of the same table layout and batch size can be faster than it.
+``CaptureReader`` in bounded chunks, as ``make run`` does (the pcap file); ``stream.itch`` the
+BinaryFILE through ``CaptureReader`` + ``DecodeStage`` (``hftbot decode`` / ``book``: the
+record walk), ``stream.framed`` the same framed then decoded, the path before the walk
+(``--only ours.stream.itch,ours.stream.framed``). ``ours.walk`` is ``ours.itch``
+without the frame index (the records walked straight into the table, ``decode_binaryfile``:
+what ``DecodeStage`` does with a BinaryFILE), also printed as a ratio to ``ours.itch`` of the
+same run. ``ours.floor`` is the cost floor of ``ours.itch``: the same BinaryFILE framing, then
+a loop that only stores the event table's fifteen one-dimensional columns for every message
+(values from the frame index, no message byte read): no decode of the same table layout and
+batch size can be faster than it.
 
 ``python -m bench.decode`` runs the decode contenders alone, in paired alternated rounds (each
 round runs every contender once, in a fresh process, in alternating order), and prints the best
@@ -75,6 +81,27 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
     return int(stats[S.DECODED])
 
 
+def inmem_walk(k, data: np.ndarray, table, idx=None) -> int:
+    """``inmem_binaryfile`` without the frame index: each batch's records walked straight into
+    the table (``decode_binaryfile``, what ``DecodeStage`` does with a BinaryFILE chunk), the
+    same batches (``table.capacity`` records each). Returns the messages decoded."""
+    from kernels import stats as S
+    from kernels.state import Events
+
+    stats = S.new_stats()
+    ev = Events(*table.columns())
+    pos, end, nxt = 0, len(data), 1
+    while True:
+        rows, n, pos, status = k.decode_binaryfile(data, pos, end, np.uint64(nxt), table.capacity, ev, stats)
+        if n == 0:
+            break
+        nxt += n
+        table.n = int(rows)
+        if status != 0:
+            break
+    return int(stats[S.DECODED])
+
+
 def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
     from kernels import stats as S
     from kernels.state import Events, Frames, MoldSessions, Payloads
@@ -129,15 +156,20 @@ def run_ours(name: str, path: str, repeat: int, rows: int = 1 << 18) -> dict:
     from kernels import cpu
     from kernels.events import EventTable
 
-    if name == "ours.stream":
+    if name.startswith("ours.stream"):
+        from types import SimpleNamespace
+
         from replay.capture import CaptureReader
         from pipeline.stages import DecodeStage
 
+        # ours.stream.framed: the CPU kernels without the record walk (WALK_BINARYFILE unset), so
+        # DecodeStage frames a BinaryFILE chunk, then decodes it (the path before the walk)
+        k = SimpleNamespace(decode_batch=cpu.decode_batch) if name == "ours.stream.framed" else cpu
         best, best_cpu, n = float("inf"), float("inf"), 0
         for _ in range(max(1, repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
             reader = CaptureReader(path)
-            stage = DecodeStage(cpu, reader.batch_rows, reader.stats)
+            stage = DecodeStage(k, reader.batch_rows, reader.stats)
             for b in reader:
                 stage(b)
             best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
@@ -153,7 +185,7 @@ def run_ours(name: str, path: str, repeat: int, rows: int = 1 << 18) -> dict:
     k = cpu
     if name == "ours.floor":
         k = _FloorKernels(cpu)
-    fn = _inmem_pcap if name == "ours.pcap" else inmem_binaryfile
+    fn = {"ours.pcap": _inmem_pcap, "ours.walk": inmem_walk}.get(name, inmem_binaryfile)
     fn(k, data[: 1 << 16], table, idx)  # JIT load
     best, best_cpu, n = float("inf"), float("inf"), 0
     for _ in range(max(1, repeat)):
@@ -203,8 +235,11 @@ class _FloorKernels:
 
 WHAT = {
     "ours.itch": "ours: BinaryFILE framing + ITCH decode to the event table (in memory)",
+    "ours.walk": "ours: BinaryFILE records decoded in the walk, no frame index (in memory)",
     "ours.pcap": "ours: pcap + Eth/IP/UDP + MoldUDP64 + ITCH decode to the event table (in memory)",
     "ours.stream": "ours: the same from the file through CaptureReader (what make run does)",
+    "ours.stream.itch": "ours: BinaryFILE through CaptureReader + DecodeStage (hftbot decode/book): the walk",
+    "ours.stream.framed": "ours: the same, framed then decoded (DecodeStage without the walk)",
     "ours.floor": "floor: BinaryFILE framing + storing the 15 one-dim event columns, no decode (in memory)",
 }
 
@@ -233,7 +268,9 @@ def measure(name: str, path: Path, repeat: int = 3, rows: int = 1 << 18) -> dict
     return json.loads(lines[-1])
 
 
-CONTENDERS = ("itchcpp.scan", "ours.itch", "ours.floor", "ours.pcap")
+CONTENDERS = ("itchcpp.scan", "ours.itch", "ours.walk", "ours.floor", "ours.pcap")
+#: contenders also printed as a ratio to another measured in the same run (the one they replace)
+VERSUS = {"ours.walk": "ours.itch", "ours.stream.itch": "ours.stream.framed"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,15 +311,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         b = best[name]
         if "error" in b:
-            print(f"  {name:<13} error: {b['error'][-200:]}")
+            print(f"  {name:<18} error: {b['error'][-200:]}")
             continue
         n = b["messages"]
         ratio = ""
         if peer and "error" not in peer and name != "itchcpp.scan":
             ratio = (f"{peer['best_s'] / peer['messages'] / (b['best_s'] / n):5.2f}x wall "
                      f"{peer['cpu_s'] / peer['messages'] / (b['cpu_s'] / n):5.2f}x cpu")
-        print(f"  {name:<13} {n / b['best_s'] / 1e6:6.1f} M msg/s  {b['best_s'] / n * 1e9:6.1f} ns/msg wall  "
+        print(f"  {name:<18} {n / b['best_s'] / 1e6:6.1f} M msg/s  {b['best_s'] / n * 1e9:6.1f} ns/msg wall  "
               f"{b['cpu_s'] / n * 1e9:6.1f} ns/msg cpu  load {b['load']:4.2f}  {ratio:>22}  {b['what']}")
+        v = best.get(VERSUS.get(name, ""))
+        if v is not None and "error" not in v:
+            print(f"  {'':<18} {v['best_s'] / v['messages'] / (b['best_s'] / n):5.2f}x wall "
+                  f"{v['cpu_s'] / v['messages'] / (b['cpu_s'] / n):5.2f}x cpu faster than {VERSUS[name]} "
+                  f"(same run)")
     return 0
 
 

@@ -25,6 +25,10 @@ index_pcap = _jit(_framing.index_pcap)
 index_pcapng = _jit(_framing.index_pcapng)
 index_binaryfile = _jit(_framing.index_binaryfile)
 split_mold = _jit(_framing.split_mold)
+#: BinaryFILE records decoded in the record walk, no frame index (``kernels/itch.py``)
+decode_binaryfile = _jit(_itch.decode_binaryfile)
+#: ``DecodeStage`` decodes a BinaryFILE chunk with ``decode_binaryfile`` on this backend
+WALK_BINARYFILE = True
 
 from kernels import book as _book  # noqa: E402
 

@@ -33,6 +33,11 @@ _index_pcap = cuda.jit(device=True)(_framing.index_pcap)
 _index_pcapng = cuda.jit(device=True)(_framing.index_pcapng)
 _index_binaryfile = cuda.jit(device=True)(_framing.index_binaryfile)
 _split_mold = cuda.jit(device=True)(_framing.split_mold)
+_decode_binaryfile = cuda.jit(device=True)(_itch.decode_binaryfile)
+
+#: ``DecodeStage`` frames a BinaryFILE chunk and decodes one thread per message here: the
+#: record walk (``decode_binaryfile``) runs as one thread, for correctness checks
+WALK_BINARYFILE = False
 
 THREADS = 128
 
@@ -87,6 +92,16 @@ def _index_binaryfile_kernel(buf, pos, end, next_seq, msg_off, msg_len, msg_seq,
 
 
 @cuda.jit
+def _decode_binaryfile_kernel(buf, pos, end, next_seq, max_msgs, ev, stats, out):
+    if cuda.grid(1) == 0:
+        rows, n, p, st = _decode_binaryfile(buf, pos, end, next_seq, max_msgs, ev, stats)
+        out[0] = rows
+        out[1] = n
+        out[2] = p
+        out[3] = st
+
+
+@cuda.jit
 def _split_mold_kernel(pay, first, n_pay, sessions, msgs, stats, out):
     if cuda.grid(1) == 0:
         m, nxt = _split_mold(pay, first, n_pay, sessions, msgs, stats)
@@ -117,12 +132,12 @@ def _pick(cls, bundle):
     return cls(*(getattr(bundle, f) for f in cls._fields))
 
 
-def _run_single(kernel, args: dict, changed: tuple[str, ...]) -> np.ndarray:
+def _run_single(kernel, args: dict, changed: tuple[str, ...], width: int = 3) -> np.ndarray:
     """Launch a one-thread kernel on host arrays and bundles (``args``: name -> value, in the
     kernel's argument order, before its ``out``); copy back the arguments named in ``changed``.
-    Returns ``out`` (int64 [3]: what the body returned)."""
+    Returns ``out`` (int64 [width]: what the body returned)."""
     dev = {name: _stage(v) for name, v in args.items()}
-    out = cuda.device_array(3, dtype=np.int64)
+    out = cuda.device_array(width, dtype=np.int64)
     kernel[1, 1](*dev.values(), out)
     for name in changed:
         _copy_back(dev[name], args[name])
@@ -156,6 +171,14 @@ def index_binaryfile(buf, pos, end, next_seq, msg_off, msg_len, msg_seq, msg_ses
                 msg_sess=msg_sess, msg_rx=msg_rx, stats=stats)
     r = _run_single(_index_binaryfile_kernel, args, _MESSAGES)
     return int(r[0]), int(r[1]), int(r[2])
+
+
+def decode_binaryfile(buf, pos, end, next_seq, max_msgs, ev, stats):
+    """The record walk of the CPU ``decode_binaryfile`` as one device thread (the whole event
+    table staged and copied back): ``(rows, records, new_pos, status)``."""
+    args = dict(buf=buf, pos=pos, end=end, next_seq=next_seq, max_msgs=max_msgs, ev=ev, stats=stats)
+    r = _run_single(_decode_binaryfile_kernel, args, ("ev", "stats"), width=4)
+    return int(r[0]), int(r[1]), int(r[2]), int(r[3])
 
 
 def split_mold(pay, first, n_pay, sessions, msgs, stats):

@@ -66,13 +66,30 @@ lives in L3/DRAM and framing + decode is within 5% of framing + storing alone: m
 decode of this table layout at this batch size gets near 10 ns. At 16,384 rows (1.6 MB) framing
 + storing the table costs 10.1 ns/msg by itself: 100M msg/s is the floor of the current design,
 not a target for its decode. Reaching it would take all of: batches that stay in L2, no frame
-index (see below), and fewer bytes per row (e.g. kind and side packed, ts and rx as deltas).
+index (now: the record walk below), and fewer bytes per row (e.g. kind and side packed, ts and
+rx as deltas).
 
-Decoding straight from the record walk (tried, not kept here: it needs a new backend entry and a
-reader that hands the stage raw BinaryFILE chunks, ``kernels/cpu.py`` / ``pipeline/stages.py``):
-a BinaryFILE walk that calls ``decode_message`` per record instead of writing the frame index,
-bit-identical rows and counts, measured 34.1 -> 21.4 ns/msg (2**18 rows) and 19.4 -> 13.4 ns/msg
-(4,096 rows) against ``index_binaryfile`` + ``decode_batch`` (load 5.0-5.4).
+Decoding straight from the record walk (``decode_binaryfile``, below): a BinaryFILE walk that
+calls ``decode_message`` per record instead of writing the frame index (30 bytes a message
+written, then read back), bit-identical rows and counts (``tests/test_decode_walk.py``).
+``DecodeStage`` takes it for BinaryFILE chunks on the CPU (``replay/capture.py: RecordBatch``).
+``python -m bench.decode`` (10M generated messages, each contender a fresh process, paired
+alternated rounds (3 at 2**18 rows, 4 at 16,384) x 3 repetitions, 2026-12-07, load 1.3-1.9),
+CPU ns/msg (wall within 0.1 ns):
+
+============================================  ==================  ==================
+                                              2**18-row batches   16,384-row batches
+============================================  ==================  ==================
+``ours.itch``: ``index_binaryfile`` + decode  29.6 (33.8M msg/s)  14.8 (67.1M msg/s)
+``ours.walk``: ``decode_binaryfile``          18.0 (55.5M msg/s)  12.0 (83.4M msg/s)
+``ours.floor``: framing + stores only         27.0                9.3
+itchcpp C++ parse, no output (peer)           49.4                49.3
+============================================  ==================  ==================
+
+1.64x (2**18 rows) and 1.24x (16,384 rows) the throughput of index + decode in the same run.
+Tried, not kept: the per-type counts taken after the walk, in a second pass over ``kind``,
+instead of one ``stats`` increment per message: 11.12 -> 11.53 ns/msg (16,384 rows) and
+18.35 -> 18.84 (2**18), slower.
 """
 
 from __future__ import annotations
@@ -81,6 +98,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from kernels import stats as S
+from kernels.framing import EOS, MORE
 from kernels.itch_spec import LENGTHS, MESSAGES
 from kernels.wire import inline_cpu, rd_u8, rd_u16, rd_u32, rd_u64
 
@@ -270,3 +288,47 @@ def decode_batch(frames, n, start_row, ev, stats):
     stats[S.MESSAGES_IN] += n
     stats[S.DECODED] += row - start_row
     return row
+
+
+def decode_binaryfile(buf, pos, end, next_seq, max_msgs, ev, stats):
+    """Walk the Nasdaq BinaryFILE records of ``buf[pos:end]`` (2-byte big-endian length, then the
+    message; a zero length ends the session) and decode each straight into rows ``0...`` of
+    ``ev`` (Events): ``index_binaryfile`` + ``decode_batch`` in one pass, without the frame
+    index between them. The same rows, counters and stopping points as the two of them: at most
+    ``max_msgs`` records (the frame index's rows), messages numbered from ``next_seq``, ``sess``
+    and ``rx`` 0, a record cut by ``end`` left for the next call, ``stats[END_OF_SESSION]`` at
+    the zero-length record, then ``stats[MESSAGES_IN]``, ``DECODED``, per-type counts and the
+    reason of every skipped block as ``decode_batch`` counts them. ``max_msgs`` must not exceed
+    the table's rows.
+
+    Returns ``(rows written, records walked, new_pos, status)``; ``status`` as
+    ``index_binaryfile``'s (``EOS`` after the end-of-session record, else ``MORE``).
+    """
+    kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
+    row = 0
+    n = 0
+    status = MORE
+    while n < max_msgs:
+        if pos + 2 > end:
+            break
+        blen = rd_u16(buf, pos)
+        if blen == 0:
+            stats[S.END_OF_SESSION] += 1
+            pos += 2
+            status = EOS
+            break
+        if pos + 2 + blen > end:
+            break
+        r = decode_message(buf, pos + 2, blen, next_seq + np.uint64(n), 0, 0, row,
+                           kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref,
+                           shares, price, match, stock, aux, alpha)
+        if r == OK:
+            stats[S.TYPE_BASE + kind[row]] += 1
+            row += 1
+        else:
+            stats[r] += 1
+        n += 1
+        pos += 2 + blen
+    stats[S.MESSAGES_IN] += n
+    stats[S.DECODED] += row
+    return row, n, pos, status

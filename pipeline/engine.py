@@ -37,7 +37,6 @@ messages, counted once per batch), never a batch average repeated once per messa
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, NamedTuple, Protocol
@@ -163,7 +162,9 @@ class BatchEngine(_Gateway):
         s = self.s
         times: dict[str, float] = {}
         # no batch yet (live): an empty one with the readers' column types (replay/capture.py)
-        empty = dataclasses.replace(first_batch, n=0) if first_batch is not None else MessageBatch(
+        # (built field by field: a BinaryFILE ``RecordBatch`` is framed here, its index read)
+        b = first_batch
+        empty = MessageBatch(b.buf, b.off, b.length, b.seq, b.sess, b.rx, 0) if b is not None else MessageBatch(
             np.zeros(1, np.uint8), np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.uint64),
             np.zeros(1, np.uint16), np.zeros(1, np.int64), 0)
         _timed("risk", s.risk.warm, times, log)

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import numpy as np
+
 from kernels.events import EventTable
 from kernels.state import Events, Frames
-from replay.capture import MessageBatch
+from replay.capture import MessageBatch, RecordBatch
 
 
 class DecodeStage:
-    """Message blocks -> event table (ITCH 5.0 decode). Backends: cpu, cuda."""
+    """Message blocks -> event table (ITCH 5.0 decode). Backends: cpu, cuda.
+
+    A BinaryFILE batch (``RecordBatch``) is decoded in the record walk where the backend says so
+    (``WALK_BINARYFILE``: the CPU): ``decode_binaryfile`` walks the chunk's records straight
+    into the table, no frame index written, and tells the batch where it stopped. The same
+    rows and counters as framing then decoding (``tests/test_decode_walk.py``); any other batch,
+    or a BinaryFILE batch whose frame index was read already, is decoded from its frames.
+    """
 
     accepts = MessageBatch
     produces = EventTable
@@ -28,8 +37,21 @@ class DecodeStage:
 
     def __call__(self, batch: MessageBatch) -> EventTable:
         t = self.table
+        rec = batch.records() if isinstance(batch, RecordBatch) and self.walks else None
+        # the walk counts framing's counters too (END_OF_SESSION): only into the reader's own
+        if rec is not None and rec.max_msgs <= t.capacity and batch.stats is self.stats:
+            rows, n, pos, status = self.k.decode_binaryfile(
+                rec.buf, rec.pos, rec.end, np.uint64(rec.next_seq), rec.max_msgs, self._ev, self.stats)
+            batch.walked(n, pos, status)
+            t.n = int(rows)
+            return t
         t.n = int(self.k.decode_batch(self.frames(batch), batch.n, 0, self._ev, self.stats))
         return t
+
+    @property
+    def walks(self) -> bool:
+        """BinaryFILE batches are decoded in the record walk on this backend."""
+        return bool(getattr(self.k, "WALK_BINARYFILE", False))
 
     def frames(self, batch: MessageBatch) -> Frames:
         """``batch`` as the Frames bundle decode reads (it must fit the event table)."""

@@ -3,7 +3,10 @@
 The format is detected from the content (gzip-compressed files too). A file is read in chunks
 into one preallocated buffer, so a multi-GB capture replays in bounded memory; the compiled
 framing kernels (`kernels/framing.py`) walk each chunk and hand back message blocks. Python
-touches chunks, never packets or messages.
+touches chunks, never packets or messages. A BinaryFILE chunk goes out unframed
+(``RecordBatch``): ``DecodeStage`` walks its records straight into the event table
+(``kernels/itch.py: decode_binaryfile``), and any other consumer gets its frame index on first
+read, as from every other format.
 
 Everything skipped is counted by reason in ``reader.stats`` (slots in `kernels/stats.py`);
 bytes left over at the end of a file (a truncated last record or message) are in
@@ -15,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import zlib
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
@@ -87,6 +91,98 @@ class MessageBatch:
     sess: np.ndarray
     rx: np.ndarray
     n: int
+
+
+#: a BinaryFILE chunk as the record walk takes it (``RecordBatch.records``): ``buf[pos:end]``,
+#: the sequence number of its first message, and the most records one batch may hold
+Records = namedtuple("Records", "buf pos end next_seq max_msgs")
+
+
+class RecordBatch(MessageBatch):
+    """A batch of Nasdaq BinaryFILE records (at least one complete record at ``pos``), handed
+    out before it is framed, so a decoder can walk the records straight into its event table
+    (``DecodeStage`` with ``kernels.cpu.decode_binaryfile``) and no frame index is written.
+
+    It is a ``MessageBatch`` to every other consumer: reading ``off``, ``length``, ``seq``,
+    ``sess``, ``rx`` or ``n`` frames the chunk with ``index_binaryfile`` into the reader's
+    frame index (once), exactly as the reader framed every chunk before. Either way the reader
+    goes on from where the batch ended: ``framed()``. Valid until the reader is advanced, as
+    every batch.
+    """
+
+    def __init__(self, records: Records, index: tuple, backend, stats: np.ndarray):
+        # not the dataclass __init__: the frame-index fields are computed (properties below)
+        self.buf = records.buf
+        self._records = records
+        self._index = index     # the reader's (off, length, seq, sess, rx) arrays
+        self._k = backend       # the reader's framing backend
+        #: the reader's counters (a walk counts into them: ``DecodeStage`` checks it is given these)
+        self.stats = stats
+        self._end: tuple[int, int, int] | None = None  # (records, new_pos, status) once known
+        self._indexed = False
+
+    def __repr__(self) -> str:
+        r = self._records
+        return f"RecordBatch(pos={r.pos}, end={r.end}, next_seq={r.next_seq}, framed={self._end})"
+
+    # -- the record walk ------------------------------------------------------------------------
+    def records(self) -> Records | None:
+        """The chunk to walk, or None once it has been walked or framed."""
+        return None if self._end is not None else self._records
+
+    def walked(self, n: int, pos: int, status: int) -> None:
+        """A decoder walked ``records()``: ``n`` records up to ``pos``, ``status`` (MORE / EOS),
+        every counter, ``END_OF_SESSION`` included, added to ``stats``."""
+        if self._end is not None:
+            raise RuntimeError("this BinaryFILE batch was already walked or framed")
+        self._end = (int(n), int(pos), int(status))
+
+    def framed(self) -> tuple[int, int, int]:
+        """``(records, new_pos, status)`` of this batch, framing it now if nothing has."""
+        if self._end is None:
+            self._frame(self.stats)
+        return self._end  # type: ignore[return-value]
+
+    # -- MessageBatch fields --------------------------------------------------------------------
+    def _frame(self, stats: np.ndarray) -> None:
+        r = self._records
+        n, pos, status = self._k.index_binaryfile(r.buf, r.pos, r.end, np.uint64(r.next_seq), *self._index,
+                                                  stats)
+        if self._end is not None and self._end != (n, pos, status):  # cannot happen: the same walk
+            raise RuntimeError(f"BinaryFILE framing disagrees with the record walk: {(n, pos, status)} "
+                               f"vs {self._end}")
+        self._end = (n, pos, status)
+        self._indexed = True
+
+    def _frames(self) -> tuple:
+        if not self._indexed:
+            # walked already: frame again for the index alone (its counters were counted by the walk)
+            self._frame(self.stats if self._end is None else S.new_stats())
+        return self._index
+
+    @property
+    def off(self) -> np.ndarray:  # type: ignore[override]
+        return self._frames()[0]
+
+    @property
+    def length(self) -> np.ndarray:  # type: ignore[override]
+        return self._frames()[1]
+
+    @property
+    def seq(self) -> np.ndarray:  # type: ignore[override]
+        return self._frames()[2]
+
+    @property
+    def sess(self) -> np.ndarray:  # type: ignore[override]
+        return self._frames()[3]
+
+    @property
+    def rx(self) -> np.ndarray:  # type: ignore[override]
+        return self._frames()[4]
+
+    @property
+    def n(self) -> int:  # type: ignore[override]
+        return self.framed()[0]
 
 
 #: how ``CaptureReader.error`` starts when a gzip stream is damaged (reports key on it)
@@ -383,8 +479,10 @@ class CaptureReader:
         return tail + got, got == 0
 
     def _binaryfile(self, f: BinaryIO) -> Iterator[MessageBatch]:
+        """Chunks with at least one complete record go out as ``RecordBatch`` (framed by their
+        consumer: walked into an event table, or indexed when read as a ``MessageBatch``)."""
         buf = np.empty(self.chunk_bytes, dtype=np.uint8)
-        off, length, seq, sess, rx = self._alloc(self.batch_rows)
+        index = self._alloc(self.batch_rows)
         next_seq = 1
         pos = end = 0
         eof = False
@@ -392,11 +490,16 @@ class CaptureReader:
             if not eof:
                 end, eof = self._fill(f, buf, pos, end)
                 pos = 0
-            n, pos, status = self.k.index_binaryfile(buf, pos, end, np.uint64(next_seq), off, length,
-                                                     seq, sess, rx, self.stats)
+            blen = (int(buf[pos]) << 8 | int(buf[pos + 1])) if pos + 2 <= end else 0
+            if blen and pos + 2 + blen <= end:  # a complete record: a batch of at least one
+                rec = Records(buf, pos, end, next_seq, self.batch_rows)
+                batch = RecordBatch(rec, index, self.k, self.stats)
+                yield batch
+                n, pos, status = batch.framed()
+            else:  # no record here (the end of the session, or the chunk ends inside one)
+                n, pos, status = self.k.index_binaryfile(buf, pos, end, np.uint64(next_seq), *index,
+                                                         self.stats)
             next_seq += n
-            if n:
-                yield MessageBatch(buf, off, length, seq, sess, rx, n)
             if status == F.EOS:
                 rest = end - pos
                 while not eof and not self._probing:  # garbage after the end-of-session record: count it

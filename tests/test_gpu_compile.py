@@ -87,6 +87,8 @@ def cases():
     yield "_index_pcap_kernel", (u8, 0, 64, 1, 1000, 1, *filt, *pays, stats, res)
     yield "_index_pcapng_kernel", (u8, 0, 64, np.zeros(2, np.int64), z, z, z, *filt, *pays, stats, res)
     yield "_index_binaryfile_kernel", (u8, 0, 64, np.uint64(1), *msgs, stats, res)
+    yield "_decode_binaryfile_kernel", (u8, 0, 64, np.uint64(1), 4, Events(*t.columns()), stats,
+                                        np.zeros(4, np.int64))
     yield "_split_mold_kernel", (Payloads(u8, *pays), 0, 4, MoldSessions(np.zeros((4, 10), np.uint8),
                                  np.zeros(4, np.uint64), np.zeros(1, np.int64)), Frames(u8, *msgs), stats, res)
     bev = BookEvents(c["kind"], c["side"], c["locate"], c["ts"], c["seq"], c["ref"].view(np.int64),
@@ -152,4 +154,4 @@ def test_the_persistent_pipeline_kernel_compiles_to_ptx_for_a_real_gpu():
 
 
 def test_every_stage_kernel_compiles_to_ptx_for_a_real_gpu():
-    compile_in_subprocess(STAGES, expect_ok=17)
+    compile_in_subprocess(STAGES, expect_ok=18)
