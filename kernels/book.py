@@ -909,7 +909,7 @@ PF_TAIL = 3
 
 def shard_rows(n, locate, p, owner, rows):
     """The rows of events ``0:n`` whose locate shard ``p`` holds (``owner[locate] == p``;
-    ``owner`` int8, 65,536 entries: ITCH locates are 16-bit), in order, at the front of
+    ``owner`` int32, 65,536 entries: ITCH locates are 16-bit), in order, at the front of
     ``rows`` (int64, at least ``n + 1`` long); returns how many. ``apply_events(..., sel=rows)``
     applies them.
 

@@ -309,7 +309,7 @@ class BookShards:
         self.shards = [BookState(max_orders, max_levels, max_symbols, packed=packed, prefetch_live=prefetch_live)
                        for _ in range(self.n)]
         #: the shard of each locate (``shard_rows``)
-        self.owner = (np.arange(1 << 16) % self.n).astype(np.int8)
+        self.owner = (np.arange(1 << 16) % self.n).astype(np.int32)  # (int8 would wrap past 127 shards)
 
     def of(self, locate: int) -> BookState:
         """The shard holding ``locate``'s books."""

@@ -127,7 +127,7 @@ def test_shard_rows_picks_a_shards_rows_in_order(backend):
     rng = np.random.default_rng(4)
     n, shards = 257, 3
     locate = rng.integers(0, 1 << 16, n).astype(np.uint16)
-    owner = (np.arange(1 << 16) % shards).astype(np.int8)
+    owner = (np.arange(1 << 16) % shards).astype(np.int32)
     seen = np.zeros(n, bool)
     for p in range(shards):
         rows = np.full(n + 1, -1, np.int64)

@@ -96,7 +96,7 @@ def cases():
                      c["alpha"])
     yield "_apply_events_kernel", (4, bev, st.arrays(), bs.feature_conf(), bs.fo, bs.fk, res)
     yield "_top_levels_kernel", (0, 5, st.bk, st.li, st.lj, np.zeros((5, 3), np.int64), res)
-    yield "_shard_rows_kernel", (4, c["locate"], 1, np.zeros(1 << 16, np.int8), np.zeros(5, np.int64), res)
+    yield "_shard_rows_kernel", (4, c["locate"], 1, np.zeros(1 << 16, np.int32), np.zeros(5, np.int64), res)
     yield "_predict_kernel", (f, 4, ModelArrays(*margs), np.zeros(4))
     yield "_prepare_inputs_kernel", (f, 4, model.in_col, model.in_rel, np.zeros((4, model.n_inputs), np.float32))
     yield "_check_intents_kernel", (4, np.zeros((4, 12), np.int64), np.zeros((4, 3), np.int64), risk.out,
