@@ -180,17 +180,17 @@ class BookState:
 def counters_of(c: np.ndarray, crossed_now: int, live_levels: int) -> dict[str, int]:
     """The book counters ``ctr`` by name (``BookState.counters``)."""
     return {
-            "live_orders": int(c[B.C_LIVE_ORDERS]), "adds": int(c[B.C_ADDS]),
-            "executions": int(c[B.C_EXECUTIONS]), "cancels": int(c[B.C_CANCELS]),
-            "deletes": int(c[B.C_DELETES]), "replaces": int(c[B.C_REPLACES]), "trades": int(c[B.C_TRADES]),
-            "missing_refs": int(c[B.C_MISSING_REF]), "duplicate_refs": int(c[B.C_DUPLICATE_REF]),
-            "over_executed": int(c[B.C_OVER_EXECUTED]), "crossed_updates": int(c[B.C_CROSSED]),
-            "locked_updates": int(c[B.C_LOCKED]), "crossed_or_locked_books_now": crossed_now,
-            "bad_locate": int(c[B.C_BAD_LOCATE]), "bad_side": int(c[B.C_BAD_SIDE]),
-            "broken_trades": int(c[B.C_BROKEN_TRADES]), "live_levels": int(live_levels),
-            "max_levels_in_a_book": int(c[B.C_MAX_LEVELS_SEEN]), "feature_rows": int(c[B.C_FEATURES]),
-            "events": int(c[B.C_EVENTS]),
-        }
+        "live_orders": int(c[B.C_LIVE_ORDERS]), "adds": int(c[B.C_ADDS]),
+        "executions": int(c[B.C_EXECUTIONS]), "cancels": int(c[B.C_CANCELS]),
+        "deletes": int(c[B.C_DELETES]), "replaces": int(c[B.C_REPLACES]), "trades": int(c[B.C_TRADES]),
+        "missing_refs": int(c[B.C_MISSING_REF]), "duplicate_refs": int(c[B.C_DUPLICATE_REF]),
+        "over_executed": int(c[B.C_OVER_EXECUTED]), "crossed_updates": int(c[B.C_CROSSED]),
+        "locked_updates": int(c[B.C_LOCKED]), "crossed_or_locked_books_now": crossed_now,
+        "bad_locate": int(c[B.C_BAD_LOCATE]), "bad_side": int(c[B.C_BAD_SIDE]),
+        "broken_trades": int(c[B.C_BROKEN_TRADES]), "live_levels": int(live_levels),
+        "max_levels_in_a_book": int(c[B.C_MAX_LEVELS_SEEN]), "feature_rows": int(c[B.C_FEATURES]),
+        "events": int(c[B.C_EVENTS]),
+    }
 
 
 def drops_of(c: np.ndarray, max_symbols: int, keys: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -313,7 +313,7 @@ class BookShards:
 
     def of(self, locate: int) -> BookState:
         """The shard holding ``locate``'s books."""
-        return self.shards[int(locate) % self.n]
+        return self.shards[int(self.owner[int(locate)])]
 
     def locate_of(self, stock: str) -> int | None:
         for st in self.shards:
@@ -436,11 +436,6 @@ class ShardedBookStage:
                 ticket.finished(error=err)
             except BaseException as exc:  # noqa: BLE001 (handed to the caller by result())
                 ticket.finished(crash=exc)
-
-    @property
-    def busy(self) -> bool:
-        """A table was submitted and its result not taken yet."""
-        return bool(self._pending)
 
     def submit(self, t: EventTable) -> None:
         """Hand ``t`` to every shard; ``t`` must not change until its ``result`` was taken.
