@@ -169,8 +169,10 @@ class Execution:
             if self.venue is not None:
                 rc = self.venue.stop()
                 if rc == -signal.SIGKILL:
-                    self.log("venue      did not exit within 20 s of SIGTERM: killed (SIGKILL); its last "
-                             f"state is in {self.venue.state_dir}")
+                    from replay.venue.process import STOP_TIMEOUT_S
+
+                    self.log(f"venue      did not exit within {STOP_TIMEOUT_S:.0f} s of SIGTERM: killed (SIGKILL); "
+                             f"its last state is in {self.venue.state_dir}")
                 elif rc:
                     self.log(f"venue      exited with status {rc}: " + self.venue.stderr_tail(800))
             if self.clock is not None:

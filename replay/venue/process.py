@@ -63,6 +63,10 @@ def _child_setup(parent: int) -> None:
         os._exit(1)
 
 
+#: seconds ``stop`` waits after SIGTERM before SIGKILL
+STOP_TIMEOUT_S = 20.0
+
+
 class VenueStartError(RuntimeError):
     """The venue process died or did not listen in time (the message holds its stderr tail)."""
 
@@ -179,9 +183,9 @@ class VenueProcess:
         return self.proc.pid if self.proc is not None else None
 
     def kill(self) -> None:
-        """SIGKILL (a crash: nothing is flushed beyond what the journal and store already hold)."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL (a crash: nothing is flushed beyond what the journal and store already hold),
+        then wait for the exit."""
+        self.kill_now()
         if self.proc is not None:
             self.proc.wait()
 
@@ -203,7 +207,7 @@ class VenueProcess:
         self.kill()
         return self.start()
 
-    def stop(self, timeout_s: float = 20.0) -> int | None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM: the acceptor logs out and the process exits; SIGKILL after ``timeout_s``.
         Returns the exit status (None if never started; ``-9`` when it had to be killed).
 
