@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decode import frame_index, inmem_binaryfile, peak_rss_mb, run_reference
+from bench.decode import binaryfile_batches, frame_index, inmem_binaryfile, peak_rss_mb, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -97,30 +97,20 @@ def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
     from kernels.state import Events, Frames
     from pipeline.book import ShardedBookStage
 
-    off, length, seq, sess, rx = idx
     stats = S.new_stats()
-    tables = [EventTable(ROWS) for _ in range(3)]
-
-    def batches():
-        pos, end, nxt = 0, len(data), 1
-        while True:
-            n, pos, status = k.index_binaryfile(data, pos, end, np.uint64(nxt), off, length, seq, sess, rx, stats)
-            if n == 0:
-                return
-            nxt += n
-            yield n
-            if status != 0:
-                return
+    frames = Frames(data, *idx)
 
     def decoder(t):
         def dec(n):
-            t.n = int(k.decode_batch(Frames(data, off, length, seq, sess, rx), n, 0, Events(*t.columns()), stats))
+            t.n = int(k.decode_batch(frames, n, 0, Events(*t.columns()), stats))
             return t
         return dec
 
     with ShardedBookStage(k, books, ROWS) as stage:
-        stage.replay(batches(), [decoder(t) for t in tables])
+        stage.replay(binaryfile_batches(k, data, idx, stats), [decoder(EventTable(ROWS)) for _ in range(3)])
     return int(books.ctr[B.C_EVENTS])
+
+
 CONTENDERS = ("itch_book.book", "ours.book", "ours.book.fullday", "ours.book.features", "ours.book.stream")
 
 
@@ -242,9 +232,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     from kernels import book as B
     from kernels import cpu
     from kernels.events import EventTable
-    from pipeline.book import PREFETCH_LIVE, BookStage, BookState
-
-    from pipeline.book import BookShards
+    from pipeline.book import PREFETCH_LIVE, BookShards, BookStage, BookState
 
     if name == "ours.book.fullday":
         max_orders, max_levels, max_symbols = FULL_DAY

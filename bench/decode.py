@@ -59,25 +59,33 @@ def frame_index(rows: int) -> tuple:
             np.zeros(rows, np.uint16), np.zeros(rows, np.int64))
 
 
+def binaryfile_batches(k, data: np.ndarray, idx, stats):
+    """Frame a whole in-memory BinaryFILE into ``idx`` (``frame_index``) batch by batch, yielding
+    each batch's message count; the caller decodes it before asking for the next."""
+    off, length, seq, sess, rx = idx
+    pos, end, nxt = 0, len(data), 1
+    while True:
+        n, pos, status = k.index_binaryfile(data, pos, end, np.uint64(nxt), off, length, seq, sess, rx, stats)
+        if n == 0:
+            return
+        nxt += n
+        yield n
+        if status != 0:
+            return
+
+
 def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
     """Frame and decode a whole in-memory BinaryFILE batch by batch; ``after(table)`` is called
     on each decoded batch (the book benchmark books it). Returns the messages decoded."""
     from kernels import stats as S
     from kernels.state import Events, Frames
 
-    off, length, seq, sess, rx = idx
     stats = S.new_stats()
-    pos, end, nxt = 0, len(data), 1
-    while True:
-        n, pos, status = k.index_binaryfile(data, pos, end, np.uint64(nxt), off, length, seq, sess, rx, stats)
-        if n == 0:
-            break
-        nxt += n
-        table.n = int(k.decode_batch(Frames(data, off, length, seq, sess, rx), n, 0, Events(*table.columns()), stats))
+    frames = Frames(data, *idx)
+    for n in binaryfile_batches(k, data, idx, stats):
+        table.n = int(k.decode_batch(frames, n, 0, Events(*table.columns()), stats))
         if after is not None:
             after(table)
-        if status != 0:
-            break
     return int(stats[S.DECODED])
 
 
