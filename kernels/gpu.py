@@ -48,7 +48,7 @@ def _decode_one(i, j, frames, ev):
     buf, mo, ml, mseq, msess, mrx = frames
     kind, side, locate, tracking, sess, mpid, ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha = ev
     return _decode_message(buf, mo[j], ml[j], mseq[j], msess[j], mrx[j], i, kind, side, locate, tracking, sess, mpid,
-                           ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha)
+                           ts, rx, seq, ref, new_ref, shares, price, match, stock, aux, alpha, True)
 
 
 @cuda.jit

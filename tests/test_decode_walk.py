@@ -33,6 +33,10 @@ def _table(rows: int, seed: int) -> EventTable:
     return t
 
 
+#: the columns ``decode_binaryfile`` does not write (0 for a BinaryFILE: kept 0 by its caller)
+WALK_LEAVES = ("sess", "rx")
+
+
 def _index_then_decode(k, buf, pos, end, next_seq, max_msgs, table, stats):
     idx = (np.zeros(max_msgs, np.int64), np.zeros(max_msgs, np.int32), np.zeros(max_msgs, np.uint64),
            np.zeros(max_msgs, np.uint16), np.zeros(max_msgs, np.int64))
@@ -54,6 +58,8 @@ def assert_walk_equal(k, data: bytes, max_msgs: int, end: int | None = None, cal
     buf = as_array(data + b"\0" * 8)  # bytes past ``end``: a kernel must not read them as records
     end = len(data) if end is None else end
     t_ref, t_walk = _table(max_msgs, 7), _table(max_msgs, 7)
+    # the walk leaves sess and rx alone (its caller keeps them 0): they must keep their bytes
+    left_alone = {name: t_walk.cols[name].copy() for name in WALK_LEAVES}
     st_ref, st_walk = S.new_stats(), S.new_stats()
     other = k is not cpu
     if other:
@@ -65,7 +71,11 @@ def assert_walk_equal(k, data: bytes, max_msgs: int, end: int | None = None, cal
                                   st_walk)
         assert tuple(int(x) for x in got) == ref
         for name, a, b in zip(t_ref.cols, t_ref.columns(), t_walk.columns()):
-            assert np.array_equal(a, b), name
+            if name in WALK_LEAVES:
+                assert np.array_equal(b, left_alone[name]), f"the walk wrote {name}"
+                assert not a[: ref[0]].any(), f"BinaryFILE rows with a {name}"
+            else:
+                assert np.array_equal(a, b), name
         assert np.array_equal(st_ref, st_walk), np.nonzero(st_ref != st_walk)
         rows, n, pos_next, status = ref
         if other:  # fresh tables each call: a reused table keeps unused slots of earlier rows
@@ -287,3 +297,25 @@ def test_check_content_and_a_stage_without_the_walk_leave_binaryfile_as_before(t
     assert n == len(LENGTHS) == reader.stats[S.DECODED]
     no_walk = types.SimpleNamespace(decode_batch=cpu.decode_batch)
     assert not DecodeStage(no_walk, 4, S.new_stats()).walks and DecodeStage(cpu, 4, S.new_stats()).walks
+
+
+def test_stage_zeroes_sess_and_rx_that_another_decode_wrote_before_it_walks(tmp_path):
+    """The walk does not write ``sess`` / ``rx`` (a BinaryFILE has neither): once a fused step was
+    handed the columns (``events()``) and left values there, the stage zeroes them before it walks,
+    so the walked rows read as a BinaryFILE's (as framing then decoding writes them)."""
+    from kernels import cpu
+
+    path = tmp_path / "x.itch"
+    path.write_bytes(EDGE["adds"])
+    reader = CaptureReader(path)
+    stage = DecodeStage(cpu, reader.batch_rows, reader.stats)
+    first = next(iter(reader))
+    assert stage(first).n == 11
+    ev = stage.events()  # what a fused step writes into
+    ev.sess[:] = 7
+    ev.rx[:] = 123_456
+    reader = CaptureReader(path)
+    stage.stats = reader.stats
+    t = stage(next(iter(reader)))
+    assert t.n == 11 and not t.cols["sess"].any() and not t.cols["rx"].any()
+    assert list(t.cols["seq"][:11]) == list(range(1, 12))
