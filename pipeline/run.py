@@ -468,7 +468,9 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
               compile_s=span("setup", "compile"), connect_s=span("compile", "connect"), replay_s=replay_s,
               drain_s=span("replay", "drain"), stop_s=round(stop_s, 6), messages=msgs,
               msgs_per_s=msgs / replay_s if replay_s > 0 else 0.0,
-              mb_per_s=rep["input"]["bytes"] / replay_s / 1e6 if replay_s > 0 else 0.0)
+              # no rate without a message: a run stopped before its first batch had still read a
+              # chunk (before the replay began), which over a ~0 s replay gave 49,345 MB/s
+              mb_per_s=rep["input"]["bytes"] / replay_s / 1e6 if replay_s > 0 and msgs > 0 else 0.0)
     lat = dict(e.lat.summary()) if e is not None else {}
     if r.ex is not None:
         lat.update(r.ex.lat.summary())

@@ -197,9 +197,12 @@ def format_summary(rep: dict[str, Any], top_types: int = 30) -> str:
     lines.append(f"time       {t['total_s']:.2f} s total: set-up {t['setup_s']:.2f} s, compile {t['compile_s']:.2f} s, "
                  f"connect {t['connect_s']:.2f} s, replay {t['replay_s']:.2f} s, drain {t['drain_s']:.2f} s, "
                  f"stop {t['stop_s']:.2f} s")
-    lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s over the replay "
-                 f"({t['messages']:,} messages in {t['replay_s']:.3f} s: read, frame, decode, books, features, model, "
-                 f"strategy, risk, FIX; compile and connect excluded)")
+    if t["messages"] == 0:
+        lines.append("throughput none: no message was replayed")
+    else:
+        lines.append(f"throughput {t['msgs_per_s'] / 1e6:,.2f} M msg/s, {t['mb_per_s']:,.0f} MB/s over the replay "
+                     f"({t['messages']:,} messages in {t['replay_s']:.3f} s: read, frame, decode, books, features, "
+                     f"model, strategy, risk, FIX; compile and connect excluded)")
     return "\n".join(lines)
 
 

@@ -330,3 +330,13 @@ def test_generate_a_deep_day_with_its_live_orders(tmp_path, capsys):
     x = json.loads(res.stdout)["extra"]
     assert x["preset"] == "deep" and x["live_orders_target"] == 3000
     assert 0.8 * 3000 < x["live_orders_now"] <= 1.2 * 3000
+
+
+def test_a_run_that_replayed_nothing_prints_no_rate(tmp_path):
+    """A run stopped before its first batch (Ctrl-C during the compile) has read a chunk but
+    replayed nothing: the summary says so instead of dividing the bytes by a ~0 s replay."""
+    rep, text, _ = book_run(tmp_path, max_symbols=8192)
+    assert rep["timing"]["messages"] == 0
+    assert "throughput none: no message was replayed" in text and "MB/s" not in text
+    rep["timing"].update(messages=39, replay_s=0.5, msgs_per_s=78.0, mb_per_s=0.001)
+    assert "throughput 0.00 M msg/s, 0 MB/s over the replay (39 messages in 0.500 s" in format_summary(rep)
