@@ -90,6 +90,32 @@ itchcpp C++ parse, no output (peer)           49.4                49.3
 Tried, not kept: the per-type counts taken after the walk, in a second pass over ``kind``,
 instead of one ``stats`` increment per message: 11.12 -> 11.53 ns/msg (16,384 rows) and
 18.35 -> 18.84 (2**18), slower.
+
+The walk without the ``sess`` and ``rx`` stores (2026-12-07, second round). A BinaryFILE has no
+session and no capture time, so the walk wrote the same two zeros (10 of the row's 98 bytes) into
+every row; ``decode_message(..., sess_rx=False)`` now leaves both columns alone and
+``DecodeStage`` keeps them 0 (it zeroes the rows another decode wrote there). Variants compiled
+side by side in one process, alternated (16,384 rows, CPU ns/msg): 11.05 -> 10.10; then one
+variant per fresh process, 4 each: 10.45-10.75 (one outlier 13.1) -> 9.62-9.85. Also tried: the
+per-type count from the type byte instead of re-reading ``kind[row]``: -1 ns in one paired run,
+nothing in the per-process runs, not kept. ``python -m bench.decode --only
+itchcpp.scan,ours.itch,ours.walk`` (each contender a fresh process, best of 4 rounds x 3 at
+16,384 rows, 3 x 3 at 2**18; quiet machine, load 0.6-0.8), CPU ns/msg:
+
+============================================  ==================  ===================
+                                              2**18-row batches   16,384-row batches
+============================================  ==================  ===================
+``ours.itch``: ``index_binaryfile`` + decode  29.8 (33.5M msg/s)  14.6 (68.7M msg/s)
+``ours.walk``: ``decode_binaryfile``          11.7 (85.6M msg/s)  9.6 (104.0M msg/s)
+itchcpp C++ parse, no output (peer)           48.9                55.4
+============================================  ==================  ===================
+
+So the walk decodes 100M msg/s on one core at 16,384-row batches (5.76x itchcpp's parse), and
+the 2**18-row figure gained most (18.0 -> 11.7 ns: two fewer write streams through L3/DRAM).
+Fresh processes of the same code spread by up to 1.5x here (9.7-14.6 ns at 16,384 rows in six
+back-to-back runs; tried: the table's columns carved from one 2 MiB-aligned huge-page arena,
+staggered by a line each: the same spread, so it is not where the table lands; without the
+stagger, 12 ns every time: the columns' rows alias in the L1 sets): best of rounds, as above.
 """
 
 from __future__ import annotations
