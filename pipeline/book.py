@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -298,7 +299,8 @@ class BookShards:
     hold most of a day's orders, and a shard sized to a share of it would fail where one book
     state would not. The zero-filled arrays cost memory only where written; the free stacks
     and the ``-1``-filled maps (``ov``, ``lv``: ~30 bytes an order slot) are written at start,
-    once per shard."""
+    once per shard, the shards in parallel (numpy fills without the GIL: two 2.1M-order
+    shards took 0.46 s one after the other on the 2-vCPU VM)."""
 
     def __init__(self, shards: int, max_orders: int, max_levels: int, max_symbols: int, packed: bool = False,
                  prefetch_live: int = PREFETCH_LIVE):
@@ -306,8 +308,9 @@ class BookShards:
             raise ValueError("shards must be >= 1")
         self.n = int(shards)
         self.max_orders, self.max_levels, self.max_symbols = int(max_orders), int(max_levels), int(max_symbols)
-        self.shards = [BookState(max_orders, max_levels, max_symbols, packed=packed, prefetch_live=prefetch_live)
-                       for _ in range(self.n)]
+        with ThreadPoolExecutor(max_workers=self.n) as pool:
+            self.shards = list(pool.map(lambda _: BookState(max_orders, max_levels, max_symbols, packed=packed,
+                                                            prefetch_live=prefetch_live), range(self.n)))
         #: the shard of each locate (``shard_rows``)
         self.owner = (np.arange(1 << 16) % self.n).astype(np.int32)  # (int8 would wrap past 127 shards)
 
