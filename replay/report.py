@@ -70,8 +70,12 @@ def format_risk(risk: dict[str, Any]) -> list[str]:
     x shares in the dict, printed in dollars). The run loop appends them to the summary."""
     d = 10_000.0
     down = ", FIX session down" if risk["disconnected"] else ""
+    # the reason alone ("kill switch manual") read as if someone had pressed it; a run's stop
+    # cancels its working orders through the kill switch too, reason manual
+    ks = risk["kill_switch"]
+    kill = "kill switch off" if ks == "off" else f"kill switch engaged ({ks})"
     lines = [f"risk       {risk['intents']:,} intents: {risk['accepted']:,} accepted, {risk['rejected']:,} "
-             f"rejected; kill switch {risk['kill_switch']}{down}"]
+             f"rejected; {kill}{down}"]
     rej = risk["rejections"]
     if rej:
         by_count = sorted(rej.items(), key=lambda kv: -kv[1])

@@ -843,6 +843,8 @@ def test_rejections_are_counted_by_reason_and_printed_in_the_summary(backend):
     assert sm["rejections"] == {"restricted": 2, "price_collar": 1} and sm["accepted"] == 1
     text = "\n".join(format_risk(sm))
     assert "restricted 2, price_collar 1" in text and "kill switch off" in text
+    e.risk.kill()
+    assert "kill switch engaged (manual)" in "\n".join(format_risk(e.risk.summary()))
 
 
 def test_hftbot_kill_touches_the_kill_file_and_signals_the_pid(tmp_path):
