@@ -102,8 +102,9 @@ the prefetch stage 38.6% (its first read of each chain link, e.g. the page slot 
 events before, is the top stalled instruction: 8.6%), ``order_remove`` 7.1%, ``order_add`` 6.0%,
 a replace's add 5.2%, ``best_of`` x 2 (the crossed/locked check reads both best levels) 5.5%,
 the book 68.9% in all; outside it, decode ~12% and the kernel zeroing first-touched pages
-(book rows handed out for the first time; 9.8% in a run of the production build). On the shallow day the level hash was the top line (its lookup at a mixed home:
-19% of the samples). This VM, random reads over 1 GiB (``numba`` loop, the other core busy):
+(book rows handed out for the first time; 9.8% in a run of the production build). On the
+shallow day the level hash was the top line (its lookup at a mixed home: 19% of the samples).
+This VM, random reads over 1 GiB (``numba`` loop, the other core busy):
 independent 20 ns each on 2 MiB pages and 46 ns on 4 KiB pages (a nested page walk per miss);
 two-link chains 30 and 85 ns; prefetching 16 ahead: 14 / 36 ns independent. numpy already asks
 for transparent huge pages for these arrays (AnonHugePages 446 of 640 MB RSS on the deep day),
@@ -897,9 +898,10 @@ def depth_shares(book, n, bk, lj, li):
 # stage before fetched: event i + PF_REF's page slot, event i + PF_ORDER's order row (from its
 # now-cached page slot) and where an add's level is looked up (its ladder entry, else its hash
 # home), event i + PF_LEVEL's level rows and queue neighbours (from its now-cached order row) and
-# an add's level (when on the ladder), event i + PF_TAIL an add's queue tail. The reads are speculative (a later event may be applied to a state the events in
-# between change): only addresses come out of them, every index is checked before use, and the
-# update itself reads the state again. Measured in this module's docstring.
+# an add's level (when on the ladder), event i + PF_TAIL an add's queue tail. The reads are
+# speculative (a later event may be applied to a state the events in between change): only
+# addresses come out of them, every index is checked before use, and the update itself reads the
+# state again. Measured in this module's docstring.
 
 PF_REF = 16
 PF_ORDER = 11
