@@ -8,8 +8,9 @@ contender reads the whole BinaryFILE into memory first and is timed on the in-me
 (no disk I/O), except ``ours.book.stream``, which streams the file through ``CaptureReader`` in
 4 MiB chunks as ``make run`` does (page cache warm after the first repetition).
 
-Ours (``ours.book*``): BinaryFILE framing + ITCH decode into the event table
-(``index_binaryfile`` + ``decode_batch``, 2**18 messages a batch), then ``apply_events`` on every
+Ours (``ours.book*``): the BinaryFILE's records decoded into the event table in the record walk
+(``decode_binaryfile``, 2**18 messages a batch, as ``hftbot book``; before 2026-12-07 13:30 these
+rows framed then decoded, ``index_binaryfile`` + ``decode_batch``), then ``apply_events`` on every
 batch: the full-market L3 book, L2 levels, per-symbol state and the book counters. Each
 repetition builds a fresh ``BookState`` inside the timed region (itch-book's timed run also
 builds its ``Session``).
@@ -58,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decode import binaryfile_batches, frame_index, inmem_binaryfile, peak_rss_mb, run_reference
+from bench.decode import RecordWalk, inmem_walk, peak_rss_mb, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -88,26 +89,24 @@ def threads() -> int:
     return max(1, min(2, len(os.sched_getaffinity(0))))
 
 
-def _inmem_sharded(k, data: np.ndarray, idx, books) -> int:
-    """``_inmem_book`` for ``BookShards``: frame the in-memory BinaryFILE batch by batch and hand
-    each to ``ShardedBookStage.replay`` (three event tables, decode overlapped with the shards)."""
+def _inmem_sharded(k, data: np.ndarray, books) -> int:
+    """``_inmem_book`` for ``BookShards``: walk the in-memory BinaryFILE batch by batch and hand
+    each table to ``ShardedBookStage.replay`` (three event tables, decode overlapped with the
+    shards), as ``hftbot book --threads N`` does."""
     from kernels import book as B
-    from kernels import stats as S
     from kernels.events import EventTable
-    from kernels.state import Events, Frames
     from pipeline.book import ShardedBookStage
 
-    stats = S.new_stats()
-    frames = Frames(data, *idx)
+    w = RecordWalk(k, data)
 
     def decoder(t):
-        def dec(n):
-            t.n = int(k.decode_batch(frames, n, 0, Events(*t.columns()), stats))
+        def dec(cursor):
+            cursor.walk(t)
             return t
         return dec
 
     with ShardedBookStage(k, books, ROWS) as stage:
-        stage.replay(binaryfile_batches(k, data, idx, stats), [decoder(EventTable(ROWS)) for _ in range(3)])
+        stage.replay(w.batches(), [decoder(EventTable(ROWS)) for _ in range(3)])
     return int(books.ctr[B.C_EVENTS])
 
 
@@ -131,15 +130,16 @@ def book_input(n: int, seed: int = 11, preset: str | None = None) -> Path:
     return path
 
 
-def _inmem_book(k, data: np.ndarray, table, idx, books) -> int:
-    """Frame, decode and book the whole in-memory BinaryFILE; returns the events booked.
+def _inmem_book(k, data: np.ndarray, table, books) -> int:
+    """Decode and book the whole in-memory BinaryFILE; returns the events booked.
 
-    The book step goes through ``BookStage.__call__`` (one Python call per batch of 2**18
-    messages, which raises on a capacity error); framing and decode are ``bench/decode.py``'s.
+    Decode is the record walk (``bench/decode.py: inmem_walk``, what ``DecodeStage`` does with a
+    BinaryFILE, so ``hftbot book``); the book step goes through ``BookStage.__call__`` (one
+    Python call per batch of 2**18 messages, which raises on a capacity error).
     """
     from kernels import book as B
 
-    inmem_binaryfile(k, data, table, idx, after=books)
+    inmem_walk(k, data, table, after=books)
     return int(books.state.ctr[B.C_EVENTS])
 
 
@@ -242,14 +242,13 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
     symbols = list(FEATURE_SYMBOLS) if name == "ours.book.features" else []
     stream = name == "ours.book.stream"
     table = EventTable(ROWS)
-    idx = frame_index(ROWS)
     with open(path, "rb") as f:
         head = np.frombuffer(f.read(1 << 16), np.uint8)
     # JIT load on the first 64 KiB, outside the timing (packed rows are another specialization)
     warm = BookState(1 << 16, 1 << 16, max_symbols, packed=name == "ours.book.packed")
-    _inmem_book(cpu, head, table, idx, BookStage(cpu, warm, ROWS, symbols=symbols))
+    _inmem_book(cpu, head, table, BookStage(cpu, warm, ROWS, symbols=symbols))
     if sharded:
-        _inmem_sharded(cpu, head, idx, BookShards(threads(), 1 << 16, 1 << 16, max_symbols))
+        _inmem_sharded(cpu, head, BookShards(threads(), 1 << 16, 1 << 16, max_symbols))
     del warm
     data = None if stream else np.fromfile(path, dtype=np.uint8)
     loaded = peak_rss_mb()
@@ -264,7 +263,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
                               prefetch_live=0 if name == "ours.book.noprefetch" else PREFETCH_LIVE)
         if sharded:
             books = None
-            n = _inmem_sharded(cpu, data, idx, state)
+            n = _inmem_sharded(cpu, data, state)
         elif stream:
             from pipeline.stages import DecodeStage
             from replay.capture import CaptureReader
@@ -277,7 +276,7 @@ def run_ours(name: str, path: str, repeat: int, max_orders: int, max_levels: int
             n = int(state.ctr[B.C_EVENTS])
         else:
             books = BookStage(cpu, state, ROWS, symbols=symbols)
-            n = _inmem_book(cpu, data, table, idx, books)
+            n = _inmem_book(cpu, data, table, books)
         best = min(best, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
         features = int(state.ctr[B.C_FEATURES])

@@ -89,25 +89,56 @@ def inmem_binaryfile(k, data: np.ndarray, table, idx, after=None) -> int:
     return int(stats[S.DECODED])
 
 
-def inmem_walk(k, data: np.ndarray, table, idx=None) -> int:
+class RecordWalk:
+    """A whole in-memory BinaryFILE decoded batch by batch in the record walk
+    (``decode_binaryfile``, what ``DecodeStage`` does with a BinaryFILE chunk): each
+    :meth:`walk` decodes the next ``table.capacity`` records at most into ``table`` (whose
+    ``sess``/``rx`` columns stay 0: a fresh ``EventTable``, written by nothing else)."""
+
+    def __init__(self, k, data: np.ndarray):
+        from kernels import stats as S
+
+        self.k, self.data = k, data
+        self.stats = S.new_stats()
+        self.pos, self.next_seq, self.done = 0, 1, False
+
+    def walk(self, table, ev=None) -> int:
+        """Decode the next batch into ``table`` (``ev``: its Events bundle, when the caller keeps
+        one); returns the records walked (0 once the file is done)."""
+        from kernels.state import Events
+
+        ev = Events(*table.columns()) if ev is None else ev
+        rows, n, pos, status = self.k.decode_binaryfile(self.data, self.pos, len(self.data),
+                                                        np.uint64(self.next_seq), table.capacity, ev, self.stats)
+        self.pos, self.next_seq = int(pos), self.next_seq + int(n)
+        self.done = n == 0 or status != 0
+        table.n = int(rows)
+        return int(n)
+
+    def batches(self):
+        """This walk until the file is done, once per batch: a batch iterable for
+        ``ShardedBookStage.replay`` whose decoders call :meth:`walk` (each walk before the next
+        batch is asked for)."""
+        while not self.done:
+            yield self
+
+
+def inmem_walk(k, data: np.ndarray, table, idx=None, after=None) -> int:
     """``inmem_binaryfile`` without the frame index: each batch's records walked straight into
-    the table (``decode_binaryfile``, what ``DecodeStage`` does with a BinaryFILE chunk), the
-    same batches (``table.capacity`` records each). Returns the messages decoded."""
+    the table (:class:`RecordWalk`), the same batches (``table.capacity`` records each);
+    ``after(table)`` is called on each decoded batch (the book benchmark books it). Returns the
+    messages decoded."""
     from kernels import stats as S
     from kernels.state import Events
 
-    stats = S.new_stats()
+    w = RecordWalk(k, data)
     ev = Events(*table.columns())
-    pos, end, nxt = 0, len(data), 1
-    while True:
-        rows, n, pos, status = k.decode_binaryfile(data, pos, end, np.uint64(nxt), table.capacity, ev, stats)
-        if n == 0:
+    while not w.done:
+        if w.walk(table, ev) == 0:
             break
-        nxt += n
-        table.n = int(rows)
-        if status != 0:
-            break
-    return int(stats[S.DECODED])
+        if after is not None:
+            after(table)
+    return int(w.stats[S.DECODED])
 
 
 def _inmem_pcap(k, data: np.ndarray, table, idx) -> int:
