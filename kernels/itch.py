@@ -325,10 +325,9 @@ def decode_binaryfile(buf, pos, end, next_seq, max_msgs, ev, stats):
     ``ev`` (Events): ``index_binaryfile`` + ``decode_batch`` in one pass, without the frame
     index between them. The same rows, counters and stopping points as the two of them: at most
     ``max_msgs`` records (the frame index's rows), messages numbered from ``next_seq``, a record
-    cut by ``end`` left for the next call, ``stats[END_OF_SESSION]`` at
-    the zero-length record, then ``stats[MESSAGES_IN]``, ``DECODED``, per-type counts and the
-    reason of every skipped block as ``decode_batch`` counts them. ``max_msgs`` must not exceed
-    the table's rows.
+    cut by ``end`` left for the next call, ``stats[END_OF_SESSION]`` at the zero-length record,
+    then ``stats[MESSAGES_IN]``, ``DECODED``, per-type counts and the reason of every skipped
+    block as ``decode_batch`` counts them. ``max_msgs`` must not exceed the table's rows.
 
     ``sess`` and ``rx`` are not written: a BinaryFILE has no session and no capture time, and the
     caller keeps both columns 0 (``DecodeStage`` zeroes the rows another decode wrote there).
