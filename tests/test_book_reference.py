@@ -649,3 +649,25 @@ def test_book_bench_workers_smoke(day):
     need("itch_book")
     r = bench_book.worker("itch_book.book", path, 1, 0, 0)
     assert r["messages"] == 20_000
+
+
+def test_book_bench_threads_setting(monkeypatch, capsys):
+    """``python -m bench.book deep --threads T`` sets the threads rows' count for its workers (an
+    environment variable they inherit), capped at the CPUs this process may run on; a count
+    outside 1..CPUs is refused before anything runs."""
+    import os
+
+    from bench import book as bench_book
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv(bench_book.THREADS_ENV, raising=False)
+    assert bench_book.threads() == max(1, min(2, cpus))
+    monkeypatch.setenv(bench_book.THREADS_ENV, "1")
+    assert bench_book.threads() == 1
+    monkeypatch.setenv(bench_book.THREADS_ENV, str(cpus + 5))
+    assert bench_book.threads() == cpus
+    for bad in ("0", str(cpus + 1)):
+        with pytest.raises(SystemExit) as e:
+            bench_book.main(["--threads", bad])
+        assert e.value.code == 2
+        assert f"--threads must be 1..{cpus}" in capsys.readouterr().err
