@@ -2,6 +2,12 @@
 
 ``rdtsc()`` is ``llvm.readcyclecounter`` as a numba intrinsic; ``tsc()`` the same callable from
 Python (to calibrate ticks against ``time.perf_counter_ns``).
+
+``rdtsc()`` is not ordered: the core may read the counter before earlier loads have completed
+or before the timed code's last loads have. ``tsc_begin()`` / ``tsc_end()`` are the fenced pair
+for timing a short region on x86-64 (``lfence; rdtsc`` before it, ``rdtscp; lfence`` after it):
+the region's count then holds its own work and none of its neighbours'. CPU backend only (x86
+inline assembly); the benchmarks use them, the pipeline does not.
 """
 
 from __future__ import annotations
@@ -20,6 +26,28 @@ def rdtsc(typingctx):
         return builder.call(fn, [])
 
     return types.int64(), codegen
+
+
+def _fenced(asm: str, clobbers: str):
+    @intrinsic
+    def read(typingctx):
+        def codegen(context, builder, signature, args):
+            import llvmlite.binding as llvm
+
+            llvm.initialize_native_asmparser()  # numba's code generator parses inline assembly with it
+            fnty = ir.FunctionType(ir.IntType(64), [])
+            return builder.asm(fnty, asm + "\n\tshlq $$32, %rdx\n\torq %rdx, %rax", "={rax}," + clobbers, [],
+                               True)
+
+        return types.int64(), codegen
+
+    return read
+
+
+#: the counter once every earlier instruction has completed (start of a timed region)
+tsc_begin = _fenced("lfence\n\trdtsc", "~{rdx},~{memory}")
+#: the counter once every earlier instruction has executed, before any later one starts (its end)
+tsc_end = _fenced("rdtscp\n\tlfence", "~{rdx},~{rcx},~{memory}")
 
 
 @njit(nogil=True)
