@@ -89,7 +89,11 @@ software prefetch (``kernels/prefetch.py``) of the lines an intent reads first (
 slots, its symbol's ``ps``, ``sym``, ``ls`` and ``bk`` rows) at the start of ``process_intent``:
 focused 51.8 -> 53.0 ns, wide 69.6 -> 59.6 ns (same run: base vs variant); of the *next* intent's
 lines at the end of each intent: 51.8 -> 66.6 and 69.6 -> 83.7 ns (the hints cost more than the
-misses they hide: with 50 symbols the lines are in L1/L2 already).
+misses they hide: with 50 symbols the lines are in L1/L2 already); of the rate ring's next line
+at each send (the head's line was written ``limit`` messages earlier), 2026-12-07: per-run p99
+165 vs 170 ns focused, 335 vs 341 ns wide, 20 alternated rounds (noise). With every line an
+intent reads loaded before its timed region, per-run p99 fell to ~105 ns in a quiet run
+(``python -m bench.risk --lines``; README, "Where the p99 comes from, part two").
 
 Risk hot path, same machine (shared and noisy; p50 / p99 ns per intent, focused and wide flow).
 ``python -m bench.risk``, three runs each: before focused 40-46 / 81-132, wide 42-44 / 116-169;
