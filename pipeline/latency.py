@@ -54,12 +54,37 @@ def fmt_ns(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
+#: values a percentile needs before it says more than the maximum: the p99 of fewer than 100
+#: values is the largest of them (and so is the p99.9 of fewer than 1,000)
+PCT_MIN_COUNT = {"p50_ns": 1, "p99_ns": 100, "p99_9_ns": 1000}
+TOO_FEW = "-"
+
+
+def pct_cell(s: dict[str, Any], key: str) -> str:
+    """``s[key]`` formatted, or ``TOO_FEW`` when the row holds fewer values than that percentile
+    needs (``PCT_MIN_COUNT``): a per-batch row of 8 values has no p99 of its own."""
+    if int(s["count"]) < PCT_MIN_COUNT.get(key, 1):
+        return TOO_FEW
+    return fmt_ns(s[key])
+
+
+def too_few_note(lat: dict[str, dict[str, Any]]) -> str | None:
+    """The footnote for ``TOO_FEW`` cells, when a row has them."""
+    if not any(int(s["count"]) < PCT_MIN_COUNT["p99_9_ns"] for s in lat.values()):
+        return None
+    return (f"'{TOO_FEW}': fewer values than the percentile needs (p99: 100, p99.9: 1,000); the max is the "
+            "largest value recorded")
+
+
 def format_latencies(lat: dict[str, dict[str, Any]]) -> list[str]:
     if not lat:
         return []
     w = max(22, *(len(n) for n in lat))
     lines = [f"latency (HdrHistogram){' ' * (w - 15)}count        p50        p99      p99.9        max   what"]
     for name, s in lat.items():
-        lines.append(f"  {name:<{w}} {s['count']:>9,} {fmt_ns(s['p50_ns']):>10} {fmt_ns(s['p99_ns']):>10} "
-                     f"{fmt_ns(s['p99_9_ns']):>10} {fmt_ns(s['max_ns']):>10}   {s['what']}")
+        lines.append(f"  {name:<{w}} {s['count']:>9,} {pct_cell(s, 'p50_ns'):>10} {pct_cell(s, 'p99_ns'):>10} "
+                     f"{pct_cell(s, 'p99_9_ns'):>10} {fmt_ns(s['max_ns']):>10}   {s['what']}")
+    note = too_few_note(lat)
+    if note:
+        lines.append(f"  {note}")
     return lines

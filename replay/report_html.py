@@ -74,7 +74,7 @@ def load_report(run_dir: Path | str) -> dict[str, Any]:
 
 
 # --- formatting ------------------------------------------------------------------------------------
-from pipeline.latency import fmt_ns  # noqa: E402  (one formatting of latencies: the summary's)
+from pipeline.latency import fmt_ns, pct_cell, too_few_note  # noqa: E402  (the summary's formatting)
 
 
 def fmt_clock(ns: float) -> str:
@@ -482,8 +482,11 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
     if lat:
         parts.append("<h2>Latency</h2>")
         parts.append(_table(["stage", "count", "min", "p50", "p99", "p99.9", "max", "what"], [
-            [n, f"{s['count']:,}", fmt_ns(s["min_ns"]), fmt_ns(s["p50_ns"]), fmt_ns(s["p99_ns"]),
-             fmt_ns(s["p99_9_ns"]), fmt_ns(s["max_ns"]), s["what"]] for n, s in lat.items()], left={0, 7}))
+            [n, f"{s['count']:,}", fmt_ns(s["min_ns"]), pct_cell(s, "p50_ns"), pct_cell(s, "p99_ns"),
+             pct_cell(s, "p99_9_ns"), fmt_ns(s["max_ns"]), s["what"]] for n, s in lat.items()], left={0, 7}))
+        note = too_few_note(lat)
+        if note:
+            parts.append(f"<p>{_e(note)}</p>")
     for stem, title in PLOTS:
         b64 = base64.b64encode(pngs[stem]).decode("ascii")
         parts.append(f"<h2>{_e(title)}</h2><figure><img class=\"plot\" id=\"plot-{stem}\" "

@@ -270,3 +270,38 @@ def test_hftbot_report_on_a_bad_directory_says_so_in_one_line(tmp_path, capsys):
         assert cmd_report(p.parse_args([str(target)])) == 2
         err = capsys.readouterr().err
         assert err.startswith("hftbot report: error: ") and err.count("\n") == 1 and words in err, err
+
+
+def test_a_percentile_needs_its_values_in_the_summary_and_on_the_page(run_dir):
+    """The p99 of fewer than 100 values is their maximum, the p99.9 of fewer than 1,000 too: the
+    run summary and the page print '-' there (with a footnote), and the numbers where a row has
+    enough values. The run above has a few batches, so its per-batch rows are short."""
+    from pipeline.latency import Latencies, format_latencies
+
+    lat = Latencies()
+    for v in range(1, 9):
+        lat.record("per_batch", v * 1000)
+    for v in range(1, 151):
+        lat.record("per_packet", v * 10)
+    for v in range(1, 5001):
+        lat.record("per_message", v)
+    lines = format_latencies(lat.summary())
+    short, mid, full = (next(x.split() for x in lines if x.strip().startswith(n))
+                        for n in ("per_batch", "per_packet", "per_message"))
+    # name, count, p50 (value + unit), p99, p99.9, max ...
+    assert short[1] == "8" and short[2:4] == ["4.0", "µs"] and short[4:6] == ["-", "-"]
+    assert mid[1] == "150" and mid[4:6] == ["1.5", "µs"] and mid[6] == "-"
+    assert full[1] == "5,000" and "-" not in full[2:10]
+    assert lines[-1].strip().startswith("'-': fewer values than the percentile needs")
+    only_full = {k: v for k, v in lat.summary().items() if k == "per_message"}
+    assert not any("fewer values" in x for x in format_latencies(only_full))
+
+    rep = json.loads((run_dir / "report.json").read_text())
+    short_rows = [n for n, s in rep["latency"].items() if s["count"] < 100]
+    assert short_rows, rep["latency"]
+    page = (run_dir / "report.html").read_text()
+    assert "fewer values than the percentile needs" in page
+    for n in short_rows:
+        row = page[page.index(f'<td class="l">{n}</td>'):]
+        row = row[: row.index("</tr>")]
+        assert row.count('<td class="n">-</td>') == 2, row
