@@ -484,10 +484,11 @@ def _print(r: Run, risk_raw: dict[str, Any] | None) -> None:
         log(f"failed     at {rep['error']['stage']}: {rep['error']['message']}")
         return
     log(format_summary(rep, r.cfg.report.top_types))
+    per_packet = r.engine is not None and r.engine.name == "per_packet"
     if rep["model"]["backend"]:
-        log(format_intents(rep))
-    if r.engine is not None and r.engine.name == "per_packet":
-        log("per-packet mode: feature and intent summaries are not collected (feed.per_packet=true)")
+        log(format_intents(rep, per_packet))
+    if per_packet:
+        log("per-packet mode: feature summaries are not collected (feed.per_packet=true)")
     log("\n".join(format_risk(risk_raw if risk_raw is not None else empty_risk_raw())))
     for line in format_execution(rep["execution"] if rep["execution"]["enabled"] else {}) + \
             format_latencies(rep["latency"]):

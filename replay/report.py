@@ -242,20 +242,26 @@ class IntentSummary:
         return {"predictions": self.predictions, "total": total, "by_symbol": by_symbol, "strategy": counters or {}}
 
 
-def format_intents(rep: dict[str, Any]) -> str:
-    """Summary lines for the model and the strategy: predictions, intents by symbol and side."""
+def format_intents(rep: dict[str, Any], per_packet: bool = False) -> str:
+    """Summary lines for the model and the strategy: predictions, intents by symbol and side.
+
+    ``per_packet``: the per-packet driver (``feed.per_packet=true``) collects no feature or intent
+    summary, so predictions are not counted and the intents come from the strategy's own counters
+    (quotes + takes + cancels), without the split by symbol."""
     m, it = rep.get("model", {}), rep.get("intents", {})
     lines = []
     if m:
-        lines.append(f"model      {m['path']} ({m['backend']}), {it.get('predictions', 0):,} predictions; "
-                     f"horizon {m['horizon_rows']} rows")
+        made = ("predictions not counted per packet (feed.per_packet=true)" if per_packet
+                else f"{it.get('predictions', 0):,} predictions")
+        lines.append(f"model      {m['path']} ({m['backend']}), {made}; horizon {m['horizon_rows']} rows")
     if it and it.get("strategy"):
         s = it["strategy"]
-        lines.append(f"intents    {it['total']:,}: {s['quotes']:,} quotes, {s['takes']:,} takes, {s['cancels']:,} "
+        total = int(s["quotes"]) + int(s["takes"]) + int(s["cancels"]) if per_packet else it["total"]
+        lines.append(f"intents    {total:,}: {s['quotes']:,} quotes, {s['takes']:,} takes, {s['cancels']:,} "
                      f"cancels; held back by position {s['held_by_position']:,}, by self-cross "
                      f"{s['held_self_cross']:,}; rows skipped: book {s['skipped_book']:,}, interval "
                      f"{s['skipped_interval']:,}")
-        for name, c in it["by_symbol"].items():
+        for name, c in ({} if per_packet else it["by_symbol"]).items():
             lines.append(f"  {name:<8} buy {c['buy']:>8,}  sell {c['sell']:>8,}   (quote {c['quote']:,}, take "
                          f"{c['take']:,}, cancel {c['cancel']:,})")
     return "\n".join(lines)

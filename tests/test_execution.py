@@ -374,3 +374,10 @@ def test_the_whole_replay_trades_and_our_positions_equal_the_venues(tmp_path, pe
     assert rep["run"]["status"] == "completed" and rep["run"]["engine"] == ("per_packet" if per_packet else "batch")
     assert any(line.startswith("fix ") for line in lines)
     assert (tmp_path / "run" / "report.json").is_file()
+    # the summary's intent count is the one risk checked, in either mode (per packet from the
+    # strategy's counters: the per-packet driver collects no intent summary)
+    text = "\n".join(lines)
+    summary = next(x for x in text.splitlines() if x.startswith("intents "))
+    checked = next(x for x in text.splitlines() if x.startswith("risk ") and " intents:" in x)
+    assert int(summary.split()[1].rstrip(":").replace(",", "")) == int(checked.split()[1].replace(",", "")) > 0
+    assert ("predictions not counted per packet" in text) == per_packet
