@@ -371,6 +371,8 @@ def test_the_whole_replay_trades_and_our_positions_equal_the_venues(tmp_path, pe
     # per packet: tick-to-trade per packet; in batches only per-batch figures, named as such
     assert ("tick_to_trade" if per_packet else "batch_to_trade") in rep["latency"]
     assert ("tick_no_order" if per_packet else "market_batch_avg_per_msg") in rep["latency"]
+    if not per_packet:  # the decide step per batch (not divided by its few intents)
+        assert rep["latency"]["decide_batch"]["count"] == rep["latency"]["batch_total"]["count"]
     assert rep["run"]["status"] == "completed" and rep["run"]["engine"] == ("per_packet" if per_packet else "batch")
     assert any(line.startswith("fix ") for line in lines)
     assert (tmp_path / "run" / "report.json").is_file()
