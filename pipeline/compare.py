@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.latency import PCT_MIN_COUNT
 from replay.report_html import CSS, ReportError, fmt_ns, load_report, reject_counts
 
 MISSING = "-"
@@ -164,8 +165,11 @@ def metric_rows(runs: list[RunInfo]) -> list[tuple[str, str, list[Any], str]]:
     for n in names:
         for q, key in (("count", "count"), ("p50", "p50_ns"), ("p99", "p99_ns"), ("p99.9", "p99_9_ns"),
                        ("max", "max_ns")):
-            rows.append(("latency", f"{n} {q}", [_get(r.rep, "latency", n, key) for r in runs],
-                         "int" if q == "count" else "ns"))
+            # a percentile only where the run's row holds the values it needs (the summary's rule)
+            vals = [_get(r.rep, "latency", n, key)
+                    if int(_get(r.rep, "latency", n, "count", default=0)) >= PCT_MIN_COUNT.get(key, 0) else None
+                    for r in runs]
+            rows.append(("latency", f"{n} {q}", vals, "int" if q == "count" else "ns"))
     return rows
 
 

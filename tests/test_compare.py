@@ -91,6 +91,9 @@ def test_two_runs_side_by_side_show_the_config_difference_and_every_figure(two_r
                                               f"{rb['risk']['pnl_usd']['total']:,.2f}"]
     for name in ra["latency"]:
         assert _row(text, f"{name} count")[0] == f"{ra['latency'][name]['count']:,}"
+        # a percentile where the row holds the values it needs, '-' where it does not (the summary's rule)
+        few = ra["latency"][name]["count"] < 100
+        assert (_row(text, f"{name} p99")[0] == "-") == few, (name, ra["latency"][name])
     # rejects by reason: the smaller order limit refuses intents in run B only
     assert rb["risk"]["rejections"], rb["risk"]
     for reason, n in rb["risk"]["rejections"].items():
