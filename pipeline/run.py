@@ -277,6 +277,10 @@ def _check_kill(r: Run) -> None:
     engaged = risk.killed or (r.engine.name == "gpu" and r.ctl.kill is not None)
     if not engaged:
         return
+    if r.ctl.kill is None and "interrupt" in r.rep:
+        # the stop's own cancels (``_interrupted``: the kill switch's cancel-all, reason manual), not
+        # a kill: no banner saying the run goes on and exits 3, no limit kill noted
+        return
     if r.ctl.kill is None:
         r.ctl.note_limit_kill(risk.kill_reason)
     k = r.ctl.kill
@@ -454,7 +458,9 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
             k.cancels = int(risk_raw["risk_cancels"]["kill"])
         rep["kill_switch"].update(k.as_dict())
     elif risk_raw is not None and risk_raw["kill_switch"] != "off":
-        rep["kill_switch"].update(engaged=True, reason=risk_raw["kill_switch"], source="limit",
+        # engaged by the engine's own state: a loss or drawdown limit, or a stop signal's cancels
+        rep["kill_switch"].update(engaged=True, reason=risk_raw["kill_switch"],
+                                  source="stop" if "interrupt" in rep else "limit",
                                   cancels_sent=int(risk_raw["risk_cancels"]["kill"]))
     m, t0 = r.marks, r.t0
     tm = rep["timing"]

@@ -448,7 +448,11 @@ def render_html(run_dir: Path, rep: dict[str, Any], pngs: dict[str, bytes]) -> s
         er = rep["error"]
         parts.append(f"<p class=\"status-failed\">error at {_e(er['stage'])}: {_e(er['type'])}: "
                      f"{_e(er['message'])}</p>")
-    if rep.get("kill_switch", {}).get("engaged"):
+    if rep.get("kill_switch", {}).get("engaged") and rep["kill_switch"].get("source") == "stop":
+        k = rep["kill_switch"]   # a stop signal's cancels went through the kill switch: not a kill
+        parts.append(f"<p>stop: working orders cancelled through the kill switch ({_e(k['reason'])}); "
+                     f"{_e(k['cancels_sent'])} cancels sent</p>")
+    elif rep.get("kill_switch", {}).get("engaged"):
         k = rep["kill_switch"]
         parts.append(f"<p class=\"status-killed\">kill switch engaged: {_e(k['reason'])} ({_e(k['source'])}) "
                      f"at {_e(k['at_utc'])}; {_e(k['cancels_sent'])} cancels sent</p>")

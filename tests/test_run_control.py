@@ -205,6 +205,16 @@ def test_a_stop_signal_cancels_logs_out_stops_the_venue_and_reports_interrupted(
     assert rep["execution"]["logouts"] == 1           # a FIX logout, not a dropped connection
     assert rep["feed"]["messages_in"] < 150_000      # it stopped taking market data
     assert "status     INTERRUPTED" in p.text()
+    # the stop cancels through the kill switch's cancel-all, but it is not a kill: no banner that
+    # says the run goes on and exits 3, and the report names the stop as what engaged it
+    assert "KILL SWITCH ENGAGED" not in p.text(), p.text()[-3000:]
+    ks = rep["kill_switch"]
+    assert not ks["engaged"] or ks["source"] == "stop", ks
+    page = tmp_path / "run" / "report.html"
+    if ks["engaged"] and page.is_file():
+        text = page.read_text()
+        assert "stop: working orders cancelled through the kill switch" in text
+        assert 'class="status-killed"' not in text
 
 
 @pytest.mark.slow
