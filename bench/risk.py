@@ -201,14 +201,7 @@ def _make_lines_loop(R=R):
                 apply_exec(1, events[i:i + 1], out, tables, refs)
         sink[0] = acc
 
-    @njit(nogil=True)
-    def fenced_cost(n, lat):
-        for k in range(n):
-            a = tsc_begin()
-            b = tsc_end()
-            lat[k] = b - a
-
-    return timed, fenced_cost
+    return timed
 
 
 def cycles_per_ns() -> float:
@@ -621,11 +614,8 @@ def _restore(stage, snap) -> None:
 
 def run_case(stage, snap, symbols: list[tuple[int, int]], n: int, repeat: int) -> dict:
     """One flow on ``symbols``: ours timed per intent, ours untimed (throughput), the Python peer."""
-    _restore(stage, snap)
-    intents, events, steps = make_flow(stage, symbols, n)
+    intents, events, steps, res, lat = flow_tables(stage, snap, symbols, n)
     ni = len(intents)
-    res = np.zeros((ni, IN.ND), np.int64)
-    lat = np.zeros(ni, np.int64)
     loop = _make_loops()
     risk, book = stage.arrays(), stage.book.arrays()
     run = lambda timers: loop(steps, intents, events, res, stage.out, risk, book, lat, timers)  # noqa: E731
@@ -650,23 +640,20 @@ def run_case(stage, snap, symbols: list[tuple[int, int]], n: int, repeat: int) -
         _restore(stage, snap)
         run(2)
         empties.append(lat.copy())
-    tc = np.zeros(min(ni, 100_000), np.int64)
-    _timer_cost(len(tc), tc)
-    _timer_cost(len(tc), tc)
-    timer_ns = float(np.median(tc)) / cpn
-    ours_ns = min(runs, key=lambda x: np.percentile(x, 99)) / cpn - timer_ns
+    t_ns = timer_ns(cpn)
+    ours_ns = min(runs, key=lambda x: np.percentile(x, 99)) / cpn - t_ns
     pct = lambda a: {"p50_ns": float(np.percentile(a, 50)), "p99_ns": float(np.percentile(a, 99)),  # noqa: E731
                      "p999_ns": float(np.percentile(a, 99.9)), "mean_ns": float(a.mean())}
     # what the p99 is made of: the timer (an empty region timed in the same loop, each run), and
     # the run-to-run noise (each intent's minimum over the runs: the same flow from the same state,
     # so what stays is the intent's own cost; the p99 of the minima is the p99 without the noise)
     empty = min(empties, key=lambda x: np.percentile(x, 99)) / cpn
-    floor = np.min(runs, axis=0) / cpn - timer_ns
+    floor = np.min(runs, axis=0) / cpn - t_ns
     timer = {"tsc_step_ns": float(_tsc_step(100_000) / cpn),   # the counter's resolution
              "empty_p50_ns": float(np.percentile(empty, 50)), "empty_p99_ns": float(np.percentile(empty, 99)),
              "empty_p99_worst_ns": float(max(np.percentile(e, 99) for e in empties) / cpn),
              "floor_p50_ns": float(np.percentile(floor, 50)), "floor_p99_ns": float(np.percentile(floor, 99)),
-             "runs_p99_ns": [float(np.percentile(x / cpn - timer_ns, 99)) for x in runs]}
+             "runs_p99_ns": [float(np.percentile(x / cpn - t_ns, 99)) for x in runs]}
     kinds = {}
     for kind, name in ((IN.KIND_NEW, "new"), (IN.KIND_CANCEL, "cancel"), (IN.KIND_REPLACE, "replace")):
         sel = intents[:, IN.I_KIND] == kind
@@ -674,7 +661,7 @@ def run_case(stage, snap, symbols: list[tuple[int, int]], n: int, repeat: int) -
             kinds[name] = {"n": int(sel.sum()), **pct(ours_ns[sel])}
     kinds["accepted"] = {"n": int((reasons == 0).sum()), **pct(ours_ns[reasons == 0])}
     kinds["rejected"] = {"n": int((reasons != 0).sum()), **pct(ours_ns[reasons != 0])}
-    ours = {**pct(ours_ns), "timer_ns": timer_ns, "per_s": ni / best_s, "by_kind": kinds, "timer": timer}
+    ours = {**pct(ours_ns), "timer_ns": t_ns, "per_s": ni / best_s, "by_kind": kinds, "timer": timer}
 
     # the plain-Python peer: the same flow from the same state
     rows, evs = intents.tolist(), events.tolist()
@@ -703,14 +690,39 @@ def run_case(stage, snap, symbols: list[tuple[int, int]], n: int, repeat: int) -
             "decisions": {IN.REASON_NAMES[c]: int(counts[c]) for c in IN.REASON_NAMES if counts[c]}}
 
 
-def measure(n: int = 100_000, repeat: int = 3, focused: int = 50, messages: int = 300_000) -> dict:
+def setup(focused: int, messages: int):
+    """``(stage, snap, cases)``: the risk stage over the generated market, a snapshot of its state
+    to restore before each run, and the two cases' symbols (``focused``: that many, picked with a
+    fixed seed; ``wide``: every symbol with a sound two-sided book)."""
     state, tables = market(messages)
     stage = risk_stage(state, tables, max_open=1 << 16)
     snap = _snapshot(stage)
     symbols = quoted_symbols(state, stage)
     rng = np.random.default_rng(1)
     few = [symbols[i] for i in sorted(rng.choice(len(symbols), size=min(focused, len(symbols)), replace=False))]
-    return {"focused": run_case(stage, snap, few, n, repeat), "wide": run_case(stage, snap, symbols, n, repeat)}
+    return stage, snap, {"focused": few, "wide": symbols}
+
+
+def flow_tables(stage, snap, symbols, n: int):
+    """The flow on ``symbols`` from the snapshot's state, with its decision and latency arrays:
+    ``(intents, events, steps, res, lat)``."""
+    _restore(stage, snap)
+    intents, events, steps = make_flow(stage, symbols, n)
+    ni = len(intents)
+    return intents, events, steps, np.zeros((ni, IN.ND), np.int64), np.zeros(ni, np.int64)
+
+
+def timer_ns(cpn: float) -> float:
+    """The fenced counter reads' own cost (median of back-to-back pairs), ns."""
+    tc = np.zeros(100_000, np.int64)
+    _timer_cost(len(tc), tc)
+    _timer_cost(len(tc), tc)
+    return float(np.median(tc)) / cpn
+
+
+def measure(n: int = 100_000, repeat: int = 3, focused: int = 50, messages: int = 300_000) -> dict:
+    stage, snap, cases = setup(focused, messages)
+    return {case: run_case(stage, snap, syms, n, repeat) for case, syms in cases.items()}
 
 
 def report(results: dict) -> list[str]:
@@ -779,27 +791,15 @@ def paired(other_path: str, n: int = 100_000, rounds: int = 10, focused: int = 5
     the same state, run alternately (A B, B A, ...) ``rounds`` times each: per-run p50 / p99 (median
     over the runs) and each intent's minimum over the runs (p50 / p99 / mean, and by kind). The
     decisions must be identical."""
-    state, tables = market(messages)
-    stage = risk_stage(state, tables, max_open=1 << 16)
-    snap = _snapshot(stage)
-    symbols = quoted_symbols(state, stage)
-    rng = np.random.default_rng(1)
-    pick = rng.choice(len(symbols), size=min(focused, len(symbols)), replace=False)
-    few = [symbols[i] for i in sorted(pick)]
+    stage, snap, cases = setup(focused, messages)
     loops = {"this": _make_loops(R), "other": _make_loops(load_variant(other_path))}
     cpn = cycles_per_ns()
     lines = [f"risk A/B: this tree's kernels/risk.py ('this') against {other_path} ('other'), "
              f"{rounds} alternated rounds each; ns net of the counter reads"]
-    for case, syms in (("focused", few), ("wide", symbols)):
-        _restore(stage, snap)
-        intents, events, steps = make_flow(stage, syms, n)
-        ni = len(intents)
-        res = np.zeros((ni, IN.ND), np.int64)
-        lat = np.zeros(ni, np.int64)
+    for case, syms in cases.items():
+        intents, events, steps, res, lat = flow_tables(stage, snap, syms, n)
         risk, book = stage.arrays(), stage.book.arrays()
-        tc = np.zeros(min(ni, 100_000), np.int64)
-        _timer_cost(len(tc), tc)
-        timer_ns = float(np.median(tc)) / cpn
+        t_ns = timer_ns(cpn)
         ref, lats = None, {k: [] for k in loops}
         for r in range(rounds + 1):   # round 0 compiles and warms up, untimed
             for name in (list(loops) if r % 2 == 0 else list(loops)[::-1]):
@@ -809,7 +809,7 @@ def paired(other_path: str, n: int = 100_000, rounds: int = 10, focused: int = 5
                     ref = res[:, IN.D_REASON].copy()
                 assert np.array_equal(res[:, IN.D_REASON], ref), f"{name}: decisions differ"
                 if r > 0:
-                    lats[name].append(lat / cpn - timer_ns)
+                    lats[name].append(lat / cpn - t_ns)
         kinds = intents[:, IN.I_KIND]
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         lines.append(f"  {case} ({len(syms)} symbols; load average {load}); decisions identical: yes")
@@ -834,28 +834,17 @@ def lines(n: int = 100_000, rounds: int = 8, focused: int = 50, messages: int = 
     and *with the lines the intent reads loaded first* (untimed, before its timed region; the
     fence waits for them). The difference is the time the intents spend waiting for memory; the
     ``slow`` share counts intents more than 60 ns over their own minimum across both."""
-    state, tables = market(messages)
-    stage = risk_stage(state, tables, max_open=1 << 16)
-    snap = _snapshot(stage)
-    symbols = quoted_symbols(state, stage)
-    rng = np.random.default_rng(1)
-    few = [symbols[i] for i in sorted(rng.choice(len(symbols), size=min(focused, len(symbols)), replace=False))]
-    loop, fenced_cost = _make_lines_loop(R)
+    stage, snap, cases = setup(focused, messages)
+    loop = _make_lines_loop(R)
     cpn = cycles_per_ns()
-    tc = np.zeros(100_000, np.int64)
-    fenced_cost(len(tc), tc)
-    fenced_cost(len(tc), tc)
-    timer_ns = float(np.median(tc)) / cpn
+    t_ns = timer_ns(cpn)
     out = [f"risk, where the p99 comes from: fenced counter reads (lfence; rdtsc ... rdtscp; lfence, "
-           f"{timer_ns:.0f} ns, subtracted), {rounds} alternated rounds of each; 'loaded first': every line the "
+           f"{t_ns:.0f} ns, subtracted), {rounds} alternated rounds of each; 'loaded first': every line the "
            "intent reads loaded just before its timed region"]
     sink = np.zeros(1, np.int64)
-    for case, syms in (("focused", few), ("wide", symbols)):
-        _restore(stage, snap)
-        intents, events, steps = make_flow(stage, syms, n)
+    for case, syms in cases.items():
+        intents, events, steps, res, lat = flow_tables(stage, snap, syms, n)
         ni = len(intents)
-        res = np.zeros((ni, IN.ND), np.int64)
-        lat = np.zeros(ni, np.int64)
         risk, book = stage.arrays(), stage.book.arrays()
         runs: dict[int, list[np.ndarray]] = {0: [], 1: []}
         ref = None
@@ -867,7 +856,7 @@ def lines(n: int = 100_000, rounds: int = 8, focused: int = 50, messages: int = 
                     ref = res[:, IN.D_REASON].copy()
                 assert np.array_equal(res[:, IN.D_REASON], ref), "decisions differ between runs"
                 if r > 0:
-                    runs[warm].append(lat / cpn - timer_ns)
+                    runs[warm].append(lat / cpn - t_ns)
         floor = np.minimum(np.min(runs[0], axis=0), np.min(runs[1], axis=0))
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         out.append(f"  {case} ({len(syms)} symbols, {ni:,} intents; load average {load})")
