@@ -25,7 +25,7 @@ of an accepted order) for intents with the time-stamp counter read before and af
 against ``perf_counter_ns``), and the CPU ``apply_exec`` for execution events (untimed). The
 counter reads are fenced (``kernels.clock.tsc_begin``/``tsc_end``: ``lfence; rdtsc`` before,
 ``rdtscp; lfence`` after), so an intent's count holds all of its own loads and none of the
-previous execution event's; until 2026-12-07 16:00 UTC they were plain ``rdtsc``, which the core
+previous execution event's; until 2026-12-07 15:20 UTC they were plain ``rdtsc``, which the core
 may read before the intent's last loads complete: in one process, alternated, the plain reads gave
 10-20 ns less at p50 and 20-50 ns less at p99 (README). The cost of the two counter reads alone
 is measured the same way and subtracted ("net"). What the p99 is made of is printed with it: each timed run alternates with a
@@ -138,7 +138,6 @@ def _make_lines_loop(R=R):
     lines it reads: its intent and decision rows, its id slots and order rows, the new order's row,
     its symbol's risk and book rows, the rate ring's entry, the globals and limits."""
     from kernels import cpu
-    from kernels.clock import tsc_begin, tsc_end
     from kernels.state import BookRefs, RiskTables
 
     apply_exec = cpu.apply_exec
