@@ -277,9 +277,10 @@ def _check_kill(r: Run) -> None:
     engaged = risk.killed or (r.engine.name == "gpu" and r.ctl.kill is not None)
     if not engaged:
         return
-    if r.ctl.kill is None and "interrupt" in r.rep:
+    if r.ctl.kill is None and r.ctl.stop_requested and risk.kill_reason == "manual":
         # the stop's own cancels (``_interrupted``: the kill switch's cancel-all, reason manual), not
-        # a kill: no banner saying the run goes on and exits 3, no limit kill noted
+        # a kill: no banner saying the run goes on and exits 3, no limit kill noted (a loss or
+        # drawdown kill keeps its own reason through the stop's cancel-all)
         return
     if r.ctl.kill is None:
         r.ctl.note_limit_kill(risk.kill_reason)
@@ -460,7 +461,8 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
     elif risk_raw is not None and risk_raw["kill_switch"] != "off":
         # engaged by the engine's own state: a loss or drawdown limit, or a stop signal's cancels
         rep["kill_switch"].update(engaged=True, reason=risk_raw["kill_switch"],
-                                  source="stop" if "interrupt" in rep else "limit",
+                                  source="stop" if ctl is not None and ctl.stop_requested
+                                  and risk_raw["kill_switch"] == "manual" else "limit",
                                   cancels_sent=int(risk_raw["risk_cancels"]["kill"]))
     m, t0 = r.marks, r.t0
     tm = rep["timing"]

@@ -187,6 +187,27 @@ def test_hftbot_kill_from_another_directory_stops_trading_and_the_run_says_so(sa
 
 
 @pytest.mark.slow
+def test_a_drawdown_limit_kill_is_announced_and_reported_as_a_limit(samples, tmp_path):
+    """The engine's own state engages the switch (``risk.limits.max_drawdown=0``: the first dip
+    below the PnL peak): the loud banner, the report's ``kill_switch`` from the limit (not from a
+    stop), status ``killed``, exit 3. Distinguishes a limit kill from a stop's cancels."""
+    from pipeline.run import run
+
+    register()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("smoke", overrides=[f"feed.sample.dir={samples}", "feed.sample.messages=60000",
+                                          "strategy.min_interval_ns=0", "risk.limits.max_drawdown=0",
+                                          f"risk.kill.file={tmp_path / 'KILL'}"])
+    lines: list[str] = []
+    rep = run(cfg, out_dir=tmp_path / "run", log=lines.append, signals=False)
+    text = "\n".join(lines)
+    assert rep["run"]["status"] == "killed" and rep["run"]["exit_code"] == 3, text[-3000:]
+    assert "KILL SWITCH ENGAGED (drawdown limit, limit)" in text
+    ks = rep["kill_switch"]
+    assert ks["engaged"] and ks["reason"] == "drawdown limit" and ks["source"] == "limit" and ks["at_utc"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_cancels_logs_out_stops_the_venue_and_reports_interrupted(samples, tmp_path, sig):
     p = Proc(_args(samples, tmp_path), cwd=tmp_path)
