@@ -332,9 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
-        from pipeline.app import run_cli
+        try:
+            from pipeline.app import run_cli
 
-        run_cli(argv[1:])
+            run_cli(argv[1:])
+        except KeyboardInterrupt:   # Ctrl-C while Python loads the app, before a run exists
+            print("hftbot: interrupted before the run started", file=sys.stderr)
+            return 130
         return 0
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

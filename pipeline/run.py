@@ -423,8 +423,9 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
     status, code = "completed", 0
     if error is not None:
         status, code = "failed", (RC_CONFIG if isinstance(error, user_errors()) else RC_ERROR)
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt):   # Ctrl-C before the run's own handlers were in
             status, code = "interrupted", 130
+            rep["interrupt"]["signal"] = "SIGINT"
     elif ctl is not None and ctl.stop_requested:
         status, code = "interrupted", 128 + ctl.stop_signal
     elif ctl is not None and ctl.kill is not None or (r.engine is not None and r.engine.risk.killed):

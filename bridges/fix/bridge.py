@@ -60,12 +60,29 @@ def import_quickfix():
 
 
 def _import_quickfix():
+    first = "quickfix" not in sys.modules
     try:
         import quickfix as fix
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise FixError("the FIX bridge needs QuickFIX: pip install quickfix-ssl==1.15.1.post4 "
                        "(or quickfix built from source)") from exc
+    if first:
+        _restore_sigint()
     return fix
+
+
+def _restore_sigint() -> None:
+    """Put SIGINT back to what Python has on record: QuickFIX's module initialisation sets it to
+    the default action at the C level (``pipeline/control.py``, ``RunControl.reassert``), so until
+    something installs a handler again a Ctrl-C killed the process on the spot, with no report
+    (and a SIGINT that the parent had set to be ignored killed it too). Main thread only (where
+    signal handlers live; ``import_quickfix`` runs there before the run's handlers go in)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        h = signal.getsignal(signal.SIGINT)
+        if h is not None:
+            signal.signal(signal.SIGINT, h)
 
 
 def data_dictionary() -> Path:
