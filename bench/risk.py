@@ -97,53 +97,12 @@ def _make_loops(R=R):
 
     apply_exec = cpu.apply_exec
 
-    @njit(nogil=True, _nrt=False)  # no reference counting: as the kernels are compiled (kernels/cpu.py)
-    def timed(steps, intents, events, res, out, risk, book, lat, timers):
-        """The flow: ``steps[j] = (0, intent row)`` or ``(1, event row)``; ``lat[intent]`` cycles
-        (``timers`` 1: around each intent; 2: around an empty region just before it; 0: none).
-        ``risk``: ``RiskStage.arrays()``, ``book``: ``BookState.arrays()``."""
-        g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
-        oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
-        bk, li, sym = book.bk, book.li, book.sym
-        tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)  # as RiskStage passes them
-        refs = BookRefs(bk, li, sym)
-        for j in range(steps.shape[0]):
-            g[R.G_OUT_N] = 0
-            i = steps[j, 1]
-            if steps[j, 0] == 0:
-                if timers == 1:
-                    a = tsc_begin()
-                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
-                                     sym)
-                    b = tsc_end()
-                    lat[i] = b - a
-                elif timers == 2:   # the timer alone: an empty region where the intent is timed
-                    a = tsc_begin()
-                    b = tsc_end()
-                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
-                                     sym)
-                    lat[i] = b - a
-                else:
-                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
-                                     sym)
-            else:
-                apply_exec(1, events[i:i + 1], out, tables, refs)
-
-    return timed
-
-
-def _make_lines_loop(R=R):
-    """The flow loop of :func:`lines`: each intent timed with the fenced counter reads
-    (``kernels.clock.tsc_begin``/``tsc_end``), after loading (``warm`` 1, untimed) or not (0) the
-    lines it reads: its intent and decision rows, its id slots and order rows, the new order's row,
-    its symbol's risk and book rows, the rate ring's entry, the globals and limits."""
-    from kernels import cpu
-    from kernels.state import BookRefs, RiskTables
-
-    apply_exec = cpu.apply_exec
-
     @njit(nogil=True, _nrt=False)
     def lines_touched(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, bk, li, sym):
+        """Load every line intent ``i`` will read (``timers`` 3, :func:`lines`): its intent and
+        decision rows, its id slots and order rows, the new order's row, its symbol's risk and book
+        rows, the rate ring's entry, the globals and limits. Returns a sum of what it read (kept,
+        so the loads are not optimised away)."""
         kind = intents[i, IN.I_KIND]
         s = intents[i, IN.I_STRATEGY]
         loc = intents[i, IN.I_LOCATE]
@@ -177,28 +136,43 @@ def _make_lines_loop(R=R):
             acc += b + a + (li[b, 0] if b >= 0 else 0) + (li[a, 0] if a >= 0 else 0)
         return acc
 
-    @njit(nogil=True, _nrt=False)
-    def timed(steps, intents, events, res, out, risk, book, lat, warm, sink):
+    @njit(nogil=True, _nrt=False)  # no reference counting: as the kernels are compiled (kernels/cpu.py)
+    def timed(steps, intents, events, res, out, risk, book, lat, timers):
+        """The flow: ``steps[j] = (0, intent row)`` or ``(1, event row)``; ``lat[intent]`` cycles
+        (``timers`` 1: around each intent; 3: the same after loading the lines it reads, untimed;
+        2: around an empty region just before it; 0: none). ``risk``: ``RiskStage.arrays()``,
+        ``book``: ``BookState.arrays()``. Returns the sum ``lines_touched`` read (0 unless 3)."""
         g, lim, ls, ps, hs, ro = risk.g, risk.lim, risk.ls, risk.ps, risk.hs, risk.ro
         oh, ofree, st, rt, rc = risk.oh, risk.ofree, risk.st, risk.rt, risk.rc
         bk, li, sym = book.bk, book.li, book.sym
-        tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)
+        tables = RiskTables(g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc)  # as RiskStage passes them
         refs = BookRefs(bk, li, sym)
         acc = 0
         for j in range(steps.shape[0]):
             g[R.G_OUT_N] = 0
             i = steps[j, 1]
             if steps[j, 0] == 0:
-                if warm:
-                    acc += lines_touched(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, bk, li,
-                                         sym)
-                a = tsc_begin()
-                R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li, sym)
-                b = tsc_end()
-                lat[i] = b - a
+                if timers == 1 or timers == 3:
+                    if timers == 3:
+                        acc += lines_touched(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, bk,
+                                             li, sym)
+                    a = tsc_begin()
+                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
+                                     sym)
+                    b = tsc_end()
+                    lat[i] = b - a
+                elif timers == 2:   # the timer alone: an empty region where the intent is timed
+                    a = tsc_begin()
+                    b = tsc_end()
+                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
+                                     sym)
+                    lat[i] = b - a
+                else:
+                    R.process_intent(i, intents, res, out, g, lim, ls, ps, hs, ro, oh, ofree, st, rt, rc, bk, li,
+                                     sym)
             else:
                 apply_exec(1, events[i:i + 1], out, tables, refs)
-        sink[0] = acc
+        return acc
 
     return timed
 
@@ -834,13 +808,12 @@ def lines(n: int = 100_000, rounds: int = 8, focused: int = 50, messages: int = 
     fence waits for them). The difference is the time the intents spend waiting for memory; the
     ``slow`` share counts intents more than 60 ns over their own minimum across both."""
     stage, snap, cases = setup(focused, messages)
-    loop = _make_lines_loop(R)
+    loop = _make_loops(R)
     cpn = cycles_per_ns()
     t_ns = timer_ns(cpn)
     out = [f"risk, where the p99 comes from: fenced counter reads (lfence; rdtsc ... rdtscp; lfence, "
            f"{t_ns:.0f} ns, subtracted), {rounds} alternated rounds of each; 'loaded first': every line the "
            "intent reads loaded just before its timed region"]
-    sink = np.zeros(1, np.int64)
     for case, syms in cases.items():
         intents, events, steps, res, lat = flow_tables(stage, snap, syms, n)
         ni = len(intents)
@@ -850,7 +823,7 @@ def lines(n: int = 100_000, rounds: int = 8, focused: int = 50, messages: int = 
         for r in range(rounds + 1):   # round 0 compiles and warms up, untimed
             for warm in ((0, 1) if r % 2 == 0 else (1, 0)):
                 _restore(stage, snap)
-                loop(steps, intents, events, res, stage.out, risk, book, lat, warm, sink)
+                loop(steps, intents, events, res, stage.out, risk, book, lat, 3 if warm else 1)
                 if ref is None:
                     ref = res[:, IN.D_REASON].copy()
                 assert np.array_equal(res[:, IN.D_REASON], ref), "decisions differ between runs"
