@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.latency import PCT_MIN_COUNT
+from pipeline.latency import enough_values
 from replay.report_html import CSS, ReportError, fmt_ns, load_report, reject_counts
 
 MISSING = "-"
@@ -167,8 +167,7 @@ def metric_rows(runs: list[RunInfo]) -> list[tuple[str, str, list[Any], str]]:
                        ("max", "max_ns")):
             # a percentile only where the run's row holds the values it needs (the summary's rule)
             vals = [_get(r.rep, "latency", n, key)
-                    if int(_get(r.rep, "latency", n, "count", default=0)) >= PCT_MIN_COUNT.get(key, 0) else None
-                    for r in runs]
+                    if enough_values(_get(r.rep, "latency", n, "count", default=0), key) else None for r in runs]
             rows.append(("latency", f"{n} {q}", vals, "int" if q == "count" else "ns"))
     return rows
 

@@ -60,17 +60,21 @@ PCT_MIN_COUNT = {"p50_ns": 1, "p99_ns": 100, "p99_9_ns": 1000}
 TOO_FEW = "-"
 
 
+def enough_values(count: int, key: str) -> bool:
+    """Whether a row of ``count`` values has a figure of its own for ``key`` (``PCT_MIN_COUNT``;
+    count, min and max always)."""
+    return int(count) >= PCT_MIN_COUNT.get(key, 0)
+
+
 def pct_cell(s: dict[str, Any], key: str) -> str:
     """``s[key]`` formatted, or ``TOO_FEW`` when the row holds fewer values than that percentile
-    needs (``PCT_MIN_COUNT``): a per-batch row of 8 values has no p99 of its own."""
-    if int(s["count"]) < PCT_MIN_COUNT.get(key, 1):
-        return TOO_FEW
-    return fmt_ns(s[key])
+    needs (``enough_values``): a per-batch row of 8 values has no p99 of its own."""
+    return fmt_ns(s[key]) if enough_values(s["count"], key) else TOO_FEW
 
 
 def too_few_note(lat: dict[str, dict[str, Any]]) -> str | None:
     """The footnote for ``TOO_FEW`` cells, when a row has them."""
-    if not any(int(s["count"]) < PCT_MIN_COUNT["p99_9_ns"] for s in lat.values()):
+    if all(enough_values(s["count"], "p99_9_ns") for s in lat.values()):
         return None
     return (f"'{TOO_FEW}': fewer values than the percentile needs (p99: 100, p99.9: 1,000); the max is the "
             "largest value recorded")

@@ -268,6 +268,13 @@ def _input_size(path: Path) -> int:
         return 0
 
 
+def _stop_cancels(ctl: RunControl | None, reason: str) -> bool:
+    """Whether the engine's engaged kill switch (no ``ctl.kill`` recorded) is a stop signal's own
+    cancels (``_interrupted``: the kill switch's cancel-all, reason manual) rather than a loss or
+    drawdown kill, which keeps its own reason through the stop's cancel-all."""
+    return ctl is not None and bool(ctl.stop_requested) and reason == "manual"
+
+
 def _check_kill(r: Run) -> None:
     """Once the engine's state shows the kill switch engaged (by the watcher thread, SIGUSR1, or
     the loss / drawdown limit): send the cancels now and say so loudly, once."""
@@ -277,11 +284,8 @@ def _check_kill(r: Run) -> None:
     engaged = risk.killed or (r.engine.name == "gpu" and r.ctl.kill is not None)
     if not engaged:
         return
-    if r.ctl.kill is None and r.ctl.stop_requested and risk.kill_reason == "manual":
-        # the stop's own cancels (``_interrupted``: the kill switch's cancel-all, reason manual), not
-        # a kill: no banner saying the run goes on and exits 3, no limit kill noted (a loss or
-        # drawdown kill keeps its own reason through the stop's cancel-all)
-        return
+    if r.ctl.kill is None and _stop_cancels(r.ctl, risk.kill_reason):
+        return   # not a kill: no banner saying the run goes on and exits 3, no limit kill noted
     if r.ctl.kill is None:
         r.ctl.note_limit_kill(risk.kill_reason)
     k = r.ctl.kill
@@ -462,8 +466,7 @@ def _fill_report(r: Run, error: BaseException | None, stop_s: float) -> None:
     elif risk_raw is not None and risk_raw["kill_switch"] != "off":
         # engaged by the engine's own state: a loss or drawdown limit, or a stop signal's cancels
         rep["kill_switch"].update(engaged=True, reason=risk_raw["kill_switch"],
-                                  source="stop" if ctl is not None and ctl.stop_requested
-                                  and risk_raw["kill_switch"] == "manual" else "limit",
+                                  source="stop" if _stop_cancels(ctl, risk_raw["kill_switch"]) else "limit",
                                   cancels_sent=int(risk_raw["risk_cancels"]["kill"]))
     m, t0 = r.marks, r.t0
     tm = rep["timing"]
